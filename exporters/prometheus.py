@@ -1,0 +1,159 @@
+"""Prometheus exposition of the agent's latest snapshot, on a registry of its own.
+
+The scheduler publishes an immutable `Snapshot` after every collection and evaluation; a scrape
+only renders the newest one (and caches the bytes until the next), so a scrape never collects.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from agent.model import Alert, AlertState, MetricMeta, MetricType, Priority, Sample
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_AGENT_METRICS = {
+    "opswatch_alert": "Active alerts (1 per pending or firing alert), Prometheus ALERTS style.",
+    "opswatch_alerts": "Number of active alerts by state and level.",
+    "opswatch_remediation_runs": "Remediation runs in the state store by runbook and state.",
+    "opswatch_tickets_open": "Open work-order tickets by priority.",
+}
+_RESERVED = frozenset({"alertname", "alertstate", "level", "priority", "risk"})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one scrape shows: the latest samples and the agent's own state."""
+
+    samples: Sequence[Sample] = ()
+    meta: Mapping[str, MetricMeta] = field(default_factory=dict)
+    alerts: Sequence[Alert] = ()
+    run_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    open_tickets: Mapping[Priority, int] = field(default_factory=dict)
+
+
+def _family(meta: MetricMeta | None, name: str) -> Metric:
+    if meta is None:
+        return UnknownMetricFamily(name, "", labels=None)
+    if meta.type is MetricType.COUNTER:
+        return CounterMetricFamily(name.removesuffix("_total"), meta.help)
+    if meta.type is MetricType.GAUGE:
+        return GaugeMetricFamily(name, meta.help)
+    return UnknownMetricFamily(name, meta.help)
+
+
+def sample_families(samples: Iterable[Sample], meta: Mapping[str, MetricMeta]) -> Iterator[Metric]:
+    """Group samples into metric families; a repeated (name, labels) keeps the last reading."""
+    latest: dict[str, dict[tuple[tuple[str, str], ...], Sample]] = {}
+    for s in samples:
+        latest.setdefault(s.name, {})[s.labels] = s
+    for name in sorted(latest):
+        family = _family(meta.get(name), name)
+        sample_name = name if family.type != "counter" else family.name + "_total"
+        for s in latest[name].values():
+            family.add_sample(sample_name, dict(s.labels), s.value)
+        yield family
+
+
+def _alert_labels(alert: Alert) -> dict[str, str]:
+    labels = {k: v for k, v in alert.labels if k not in _RESERVED}
+    labels.update(
+        alertname=alert.rule,
+        alertstate=alert.state.value,
+        level=alert.level.value,
+        priority=alert.priority.value,
+    )
+    if alert.risk:
+        labels["risk"] = alert.risk
+    return labels
+
+
+def agent_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """The agent's own state: alerts, runs and tickets."""
+    active = [a for a in snapshot.alerts if a.state is not AlertState.RESOLVED]
+    alert = GaugeMetricFamily("opswatch_alert", _AGENT_METRICS["opswatch_alert"])
+    for a in active:
+        alert.add_sample("opswatch_alert", _alert_labels(a), 1.0)
+    yield alert
+    counts = GaugeMetricFamily("opswatch_alerts", _AGENT_METRICS["opswatch_alerts"], labels=["state", "level"])
+    tally: dict[tuple[str, str], int] = {}
+    for a in active:
+        tally[(a.state.value, a.level.value)] = tally.get((a.state.value, a.level.value), 0) + 1
+    for (state, level), n in sorted(tally.items()):
+        counts.add_metric([state, level], n)
+    yield counts
+    runs = GaugeMetricFamily(
+        "opswatch_remediation_runs", _AGENT_METRICS["opswatch_remediation_runs"], labels=["runbook", "state"]
+    )
+    for (runbook, state), n in sorted(snapshot.run_counts.items()):
+        runs.add_metric([runbook, state], n)
+    yield runs
+    tickets = GaugeMetricFamily(
+        "opswatch_tickets_open", _AGENT_METRICS["opswatch_tickets_open"], labels=["priority"]
+    )
+    for priority in Priority:
+        tickets.add_metric([priority.value], snapshot.open_tickets.get(priority, 0))
+    yield tickets
+
+
+class SnapshotCollector(Collector):
+    """A prometheus_client collector that yields whatever snapshot was last published."""
+
+    def __init__(self) -> None:
+        self._snapshot = Snapshot()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._snapshot
+        yield from sample_families(snapshot.samples, snapshot.meta)
+        yield from agent_families(snapshot)
+
+
+class MetricsExporter:
+    """Owns the registries; renders the snapshot exposition once per published snapshot."""
+
+    def __init__(self, process_metrics: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._collector = SnapshotCollector()
+        self.registry.register(self._collector)
+        # The agent's own process_* metrics are cheap /proc/self reads, fresh on every scrape.
+        self._process = CollectorRegistry(auto_describe=False) if process_metrics else None
+        if self._process is not None:
+            ProcessCollector(registry=self._process)
+        self._lock = threading.Lock()
+        self._version = 0
+        self._cached: tuple[int, bytes] | None = None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._collector.publish(snapshot)
+            self._version += 1
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._collector.snapshot
+
+    def render(self) -> bytes:
+        """The text exposition of the latest snapshot plus the agent's process metrics."""
+        with self._lock:
+            if self._cached is None or self._cached[0] != self._version:
+                self._cached = (self._version, generate_latest(self.registry))
+            body = self._cached[1]
+        return body + generate_latest(self._process) if self._process is not None else body
