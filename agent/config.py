@@ -52,6 +52,8 @@ def parse_duration(value: object) -> float:
             raise PydanticCustomError("duration", "duration must not be negative")
         return float(value)
     text = str(value).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
     parts = _DURATION.findall(text)
     if not text or "".join(n + u for n, u in parts) != text:
         raise PydanticCustomError("duration", "invalid duration '{v}'", {"v": text})
@@ -382,11 +384,38 @@ class AgentConfig(Strict):
     remediation: RemediationSection = RemediationSection()
     tickets: TicketsSection = TicketsSection()
 
+    def secret_values(self) -> list[str]:
+        """Every secret in this config, so logs can scrub them."""
+        found: list[str] = []
+        _collect_secrets(self, found)
+        if self.database.url is not None:
+            found.extend(_url_password(self.database.url.get_secret_value()))
+        return found
+
     @property
     def database_url(self) -> str:
         if self.database.url is not None:
             return self.database.url.get_secret_value()
         return f"sqlite:///{self.agent.state_dir / 'opswatch.db'}"
+
+
+def _collect_secrets(value: object, found: list[str]) -> None:
+    if isinstance(value, SecretStr):
+        found.append(value.get_secret_value())
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _collect_secrets(getattr(value, name), found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_secrets(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_secrets(item, found)
+
+
+def _url_password(url: str) -> list[str]:
+    match = re.match(r"^[a-z0-9+]+://[^:/@]*:([^@]+)@", url)
+    return [match.group(1)] if match else []
 
 
 # ---------------------------------------------------------------------------------------------

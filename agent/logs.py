@@ -76,8 +76,12 @@ class SecretScrubber(logging.Filter):
 SCRUBBER = SecretScrubber()
 
 
-def setup(level: str = "info", fmt: str = "text", audit_file: Path | None = None) -> None:
+def setup(
+    level: str = "info", fmt: str = "text", audit_file: Path | None = None, secrets: Iterable[str] = ()
+) -> None:
     """Configure the root logger once for the agent process or a CLI command."""
+    for secret in secrets:
+        SCRUBBER.add(secret)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(SCRUBBER)

@@ -1,0 +1,197 @@
+"""The composition root: wires config, collectors, rules, store, remediation and the HTTP port.
+
+Data flows one way: collectors → series → rules → alerts → (store, runs, tickets) → snapshot.
+Blocking work (collectors, the database, ansible-runner) runs in worker threads; the event loop
+only schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import uvicorn
+
+import runbooks
+from agent.api import create_app
+from agent.config import AgentConfig
+from agent.model import Alert, AlertState, MetricMeta, MetricType, Sample, sample
+from agent.rules import AlertStatus, compile_rules, evaluate, status_from_alert
+from agent.scheduler import SCHEDULER_METRICS, CollectorRunner, every
+from agent.series import SeriesStore
+from agent.store import Store
+from collector.host import build_host_collectors
+from exporters.prometheus import MetricsExporter, Snapshot
+from remediation.runbook import RunbookExecutor
+from remediation.runs import RunService
+from remediation.tickets.local import LocalDesk
+
+log = logging.getLogger(__name__)
+
+AGENT_METRICS = (
+    MetricMeta("opswatch_rule_evaluation_duration_seconds", MetricType.GAUGE, "Last rule evaluation time."),
+    MetricMeta("opswatch_series", MetricType.GAUGE, "Series held in memory for window functions."),
+    MetricMeta("opswatch_state_store_up", MetricType.GAUGE, "1 if the last state store write succeeded."),
+)
+
+
+def run_service(config: AgentConfig, store: Store) -> RunService:
+    """The run lifecycle service for this config (also used by `opswatch runs approve`)."""
+    runbooks_dir = config.remediation.runbooks_dir or runbooks.default_dir()
+    executor = RunbookExecutor(runbooks_dir, dict(config.remediation.runbooks), config.agent.state_dir / "runs")
+    return RunService(store, executor, config.remediation, config.agent.name)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the agent owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Agent:
+    """One agent process: its loops, its state and its HTTP port."""
+
+    def __init__(self, config: AgentConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        config.agent.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.database_url)
+        self.series = SeriesStore(config.evaluation.retention)
+        self.rules = compile_rules(config.rules, {"host": config.agent.name})
+        self.actions = {r.name: r.actions for r in config.rules}
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opswatch")
+        self.runners = [CollectorRunner(c, self.executor, clock) for c in build_host_collectors(config.collectors)]
+        self.meta = {m.name: m for m in (*SCHEDULER_METRICS, *AGENT_METRICS)}
+        for runner in self.runners:
+            self.meta.update((m.name, m) for m in runner.collector.describe())
+        self.exporter = MetricsExporter()
+        self.runs = run_service(config, self.store)
+        self.desk = LocalDesk(self.store, config.tickets, config.agent.name)
+        self.latest: dict[str, list[Sample]] = {}
+        self.alert_state: dict[str, AlertStatus] = {}
+        self.alerts: list[Alert] = []
+        self.counts: tuple[dict[tuple[str, str], int], dict[Any, int]] = ({}, {})
+        self.ready = False
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        """Start up, then run every loop until SIGTERM or SIGINT."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        await self._start()
+        server = self._server()
+        tasks = [asyncio.create_task(self._collect_loop(r)) for r in self.runners]
+        tasks += [
+            asyncio.create_task(every(self.config.evaluation.interval, self.evaluate_once, self.stop)),
+            asyncio.create_task(every(1.0, self.remediate_once, self.stop)),
+            asyncio.create_task(server.serve()),
+        ]
+        log.info("agent started", extra={"listen": self.config.agent.listen, "rules": len(self.rules)})
+        await self.stop.wait()
+        server.should_exit = True
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        log.info("agent stopped")
+
+    async def _start(self) -> None:
+        """Migrate, mark interrupted runs, restore alert state: a restart repeats nothing."""
+        await asyncio.to_thread(self.store.migrate)
+        now = self.clock()
+        for run in await asyncio.to_thread(self.runs.recover, now):
+            log.warning("run was interrupted by a restart", extra={"run": run.id, "runbook": run.runbook})
+        restored = await asyncio.to_thread(self.store.active_alerts, self.config.agent.name)
+        self.alert_state = {a.fingerprint: status_from_alert(a) for a in restored}
+        await asyncio.to_thread(self._refresh_counts)
+
+    def _server(self) -> _Server:
+        app = create_app(self.exporter, self.store, lambda: self.ready)
+        cfg = self.config.agent
+        return _Server(uvicorn.Config(app, host=cfg.listen_host, port=cfg.listen_port, log_config=None,
+                                      access_log=False, lifespan="off"))
+
+    async def _collect_loop(self, runner: CollectorRunner) -> None:
+        async def job() -> None:
+            samples = await runner.run_once()
+            self.latest[runner.collector.name] = samples
+            self.series.add(samples)
+            self.publish()
+
+        await every(runner.collector.interval, job, self.stop)
+
+    async def evaluate_once(self) -> None:
+        """One rule cycle: evaluate (pure), then persist and act in a worker thread."""
+        now = self.clock()
+        started = time.monotonic()
+        self.series.prune(now)
+        result = evaluate(self.rules, self.series, now, self.alert_state)
+        self.alert_state = result.state
+        self.alerts = [self._prioritise(a) for a in result.alerts]
+        took = time.monotonic() - started
+        self.latest["agent"] = [
+            sample("opswatch_rule_evaluation_duration_seconds", took, now),
+            sample("opswatch_series", len(self.series), now),
+            sample("opswatch_state_store_up", 1.0 if await self._act(now) else 0.0, now),
+        ]
+        self.ready = True
+        self.publish()
+
+    def _prioritise(self, alert: Alert) -> Alert:
+        priority = self.config.tickets.level_priority.get(alert.level, alert.priority)
+        return dataclasses.replace(alert, priority=priority)
+
+    async def _act(self, now: float) -> bool:
+        try:
+            await asyncio.to_thread(self._act_sync, list(self.alerts), now)
+        except Exception as exc:  # the database being down is data, not a crash; next cycle retries
+            log.error("acting on alerts failed: %s", exc, exc_info=exc)
+            return False
+        return True
+
+    def _act_sync(self, alerts: Sequence[Alert], now: float) -> None:
+        self.store.save_alerts(alerts, now)
+        for alert in alerts:
+            actions = self.actions[alert.rule]
+            run = self.runs.on_alert(alert, actions, now) if alert.state is AlertState.FIRING else None
+            self.desk.on_alert(alert, actions, run, now)
+        self.runs.expire(now)
+        firing = {a.fingerprint for a in alerts if a.state is AlertState.FIRING}
+        for run in self.runs.verify(firing, now):
+            self.desk.on_run_update(run, now)
+        self._refresh_counts()
+
+    def _refresh_counts(self) -> None:
+        self.counts = (self.store.run_counts(), self.store.open_ticket_counts())
+
+    async def remediate_once(self) -> None:
+        """Execute approved runs of this agent, one at a time, off the event loop."""
+        done = await asyncio.to_thread(self.runs.execute_pending, self.clock())
+        for run in done:
+            await asyncio.to_thread(self.desk.on_run_update, run, self.clock())
+        if done:
+            await asyncio.to_thread(self._refresh_counts)
+            self.publish()
+
+    def publish(self) -> None:
+        samples = [s for batch in self.latest.values() for s in batch]
+        runs, tickets = self.counts
+        self.exporter.publish(Snapshot(samples, self.meta, tuple(self.alerts), runs, tickets))
+
+
+async def collect_once(config: AgentConfig) -> list[Sample]:
+    """Every enabled collector once, concurrently (for `opswatch collect --once`)."""
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        runners = [CollectorRunner(c, pool) for c in build_host_collectors(config.collectors)]
+        batches = await asyncio.gather(*(r.run_once() for r in runners))
+    return [s for batch in batches for s in batch]
