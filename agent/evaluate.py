@@ -8,10 +8,12 @@ defined value (division by zero, too few points for `rate`) is left out of the r
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import operator
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
 
 from agent.expr import (
     Aggregation,
@@ -63,9 +65,11 @@ def _vector(value: Value) -> Vector:
 
 def _instant(selected: Iterable[Series], now: float) -> Vector:
     out: Vector = {}
+    oldest = now - STALENESS
     for series in selected:
-        lo, hi = series.span(now - STALENESS, now)
-        if hi > lo:
+        ts = series.timestamps
+        hi = len(ts) if ts and ts[-1] <= now else bisect_right(ts, now)
+        if hi and ts[hi - 1] > oldest:
             out[series.labels] = series.values[hi - 1]
     return out
 
@@ -74,31 +78,33 @@ def _instant(selected: Iterable[Series], now: float) -> Vector:
 # Window functions: one series' points in the window -> a value, or None when undefined
 
 
-class Window(NamedTuple):
-    """The points of one series inside a range, with the evaluation time and call parameters."""
-
-    ts: Sequence[float]
-    vs: Sequence[float]
-    now: float
-    params: tuple[float, ...]
-
-
-def _increase(w: Window) -> float | None:
-    if len(w.vs) < 2:
+def _increase(
+    series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]
+) -> float | None:
+    vs = series.values
+    if hi - lo < 2:
         return None
-    # a drop means the counter restarted from zero, so the new value is all increase
-    return math.fsum(b - a if b >= a else b for a, b in itertools.pairwise(w.vs))
+    increase = vs[hi - 1] - vs[lo]
+    if series.last_drop > series.timestamps[lo]:  # skip the scan when no value fell in the window
+        # A drop means the counter restarted from zero: that step's increase is the new value,
+        # not new - old, so add back each pre-reset value. map/compress keep the loop in C.
+        w = vs[lo:hi]
+        increase += sum(itertools.compress(w, map(operator.gt, w, itertools.islice(w, 1, None))))
+    return increase
 
 
-def _rate(w: Window) -> float | None:
-    increase, span = _increase(w), w.ts[-1] - w.ts[0]
+def _rate(series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]) -> float | None:
+    increase = _increase(series, lo, hi, now, params)
+    span = series.timestamps[hi - 1] - series.timestamps[lo]
     return increase / span if increase is not None and span > 0 else None
 
 
-def _predict_linear(w: Window) -> float | None:
+def _predict_linear(
+    series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]
+) -> float | None:
     """Least-squares line through the window, read `params[0]` seconds after `now`."""
-    n, vs = len(w.vs), w.vs
-    xs = [t - w.now for t in w.ts]  # relative times keep the sums well-conditioned
+    n, vs = hi - lo, series.values[lo:hi]
+    xs = [t - now for t in series.timestamps[lo:hi]]  # relative times keep sums well-conditioned
     sx, sy = math.fsum(xs), math.fsum(vs)
     sxx = math.fsum(x * x for x in xs)
     sxy = math.fsum(x * y for x, y in zip(xs, vs, strict=True))
@@ -106,22 +112,27 @@ def _predict_linear(w: Window) -> float | None:
     if n < 2 or denominator == 0:
         return None
     slope = (n * sxy - sx * sy) / denominator
-    return (sy - slope * sx) / n + slope * w.params[0]
+    return (sy - slope * sx) / n + slope * params[0]
 
 
-WINDOW: dict[str, Callable[[Window], float | None]] = {
-    "last": lambda w: w.vs[-1],
-    "avg": lambda w: math.fsum(w.vs) / len(w.vs),
-    "min": lambda w: min(w.vs),
-    "max": lambda w: max(w.vs),
-    "sum": lambda w: math.fsum(w.vs),
-    "count": lambda w: float(len(w.vs)),
-    "delta": lambda w: w.vs[-1] - w.vs[0] if len(w.vs) >= 2 else None,  # gauges: no resets
+VALUE_FUNCTIONS: dict[str, Callable[[Sequence[float]], float | None]] = {
+    "last": lambda vs: vs[-1],
+    "avg": lambda vs: sum(vs) / len(vs),
+    "min": min,
+    "max": max,
+    "sum": sum,
+    "count": lambda vs: float(len(vs)),
+    "delta": lambda vs: vs[-1] - vs[0] if len(vs) >= 2 else None,  # gauges: no resets
+    "changes": lambda vs: float(sum(map(operator.ne, vs, itertools.islice(vs, 1, None)))),
+}
+"""Window functions of the values alone (the common, cheaper case)."""
+SeriesFn = Callable[[Series, int, int, float, tuple[float, ...]], float | None]
+SERIES_FUNCTIONS: dict[str, SeriesFn] = {
     "increase": _increase,
     "rate": _rate,
-    "changes": lambda w: float(sum(a != b for a, b in itertools.pairwise(w.vs))),
     "predict_linear": _predict_linear,
 }
+"""Window functions that need timestamps or the series: (series, lo, hi, now, params)."""
 
 
 def _call(node: Call, view: SeriesView, now: float) -> Vector:
@@ -129,15 +140,24 @@ def _call(node: Call, view: SeriesView, now: float) -> Vector:
     selected = view.select(selector.name, selector.matchers)
     if node.func == "absent":
         return _absent(node.arg, selected, now)
-    fn, out = WINDOW[node.func], {}
+    start, out = now - node.arg.range, {}
+    values_only, params = VALUE_FUNCTIONS.get(node.func), node.params
+    of_series = SERIES_FUNCTIONS.get(node.func, _undefined)
     for series in selected:
-        lo, hi = series.span(now - node.arg.range, now)
-        if hi > lo:
-            window = Window(series.timestamps[lo:hi], series.values[lo:hi], now, node.params)
-            value = fn(window)
-            if value is not None:
-                out[series.labels] = value
+        lo, hi = series.span(start, now)
+        if hi <= lo:
+            continue
+        if values_only is not None:
+            value = values_only(series.values[lo:hi])
+        else:
+            value = of_series(series, lo, hi, now, params)
+        if value is not None:
+            out[series.labels] = value
     return out
+
+
+def _undefined(series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]) -> None:
+    return None
 
 
 def _absent(arg: RangeSelector, selected: Iterable[Series], now: float) -> Vector:
@@ -168,14 +188,19 @@ def _aggregate(node: Aggregation, vector: Vector) -> Vector:
     groups: dict[Labels, list[float]] = {}
     names = frozenset(node.grouping)
     for labels, value in vector.items():
-        key = tuple(p for p in labels if (p[0] in names) != node.without)
-        groups.setdefault(key, []).append(value)
+        groups.setdefault(_group_key(labels, names, node.without), []).append(value)
     reduce = _AGGREGATE[node.op]
     return {key: reduce(values) for key, values in groups.items()}
 
 
 # ---------------------------------------------------------------------------------------------
 # Arithmetic
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _group_key(labels: Labels, names: frozenset[str], without: bool) -> Labels:
+    """Labels kept by `by (names)` or `without (names)`; cached as the same series recur."""
+    return tuple(p for p in labels if (p[0] in names) != without)
 
 
 def _divide(a: float, b: float) -> float | None:

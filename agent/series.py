@@ -7,6 +7,7 @@ binary-searchable, so a window lookup is two bisects, not a scan.
 
 from __future__ import annotations
 
+import math
 import re
 from array import array
 from bisect import bisect_left, bisect_right
@@ -48,7 +49,7 @@ class Matcher:
 class Series:
     """One (name, labels) series: time-ordered parallel arrays of timestamps and values."""
 
-    __slots__ = ("label_map", "labels", "name", "timestamps", "values")
+    __slots__ = ("label_map", "labels", "last_drop", "name", "timestamps", "values")
 
     def __init__(self, name: str, labels: Labels) -> None:
         self.name = name
@@ -56,6 +57,8 @@ class Series:
         self.label_map = dict(labels)
         self.timestamps = array("d")
         self.values = array("d")
+        self.last_drop = -math.inf
+        """No value fell at or before this time after an earlier point (no counter reset)."""
 
     def __repr__(self) -> str:
         return f"Series({self.name!r}, {self.labels!r}, {len(self.timestamps)} points)"
@@ -65,7 +68,11 @@ class Series:
 
     def span(self, start: float, end: float) -> tuple[int, int]:
         """Index range [lo, hi) of the points with start < timestamp <= end."""
-        return bisect_right(self.timestamps, start), bisect_right(self.timestamps, end)
+        ts = self.timestamps
+        lo = bisect_right(ts, start)
+        if ts and ts[-1] <= end:  # the usual case: nothing newer than the evaluation time
+            return lo, len(ts)
+        return lo, bisect_right(ts, end, lo)
 
     def matches(self, matchers: Sequence[Matcher]) -> bool:
         get = self.label_map.get
@@ -74,9 +81,13 @@ class Series:
     def _add(self, timestamp: float, value: float, limit: int) -> None:
         ts = self.timestamps
         if not ts or timestamp > ts[-1]:
+            if ts and value < self.values[-1]:
+                self.last_drop = timestamp
             ts.append(timestamp)
             self.values.append(value)
-        elif timestamp == ts[-1]:
+            return self._limit(limit)
+        self.last_drop = ts[-1]  # rare: rather than work out where drops now are, assume one
+        if timestamp == ts[-1]:
             self.values[-1] = value  # a re-reading of the same instant replaces the old one
         else:
             index = bisect_right(ts, timestamp)
@@ -85,8 +96,11 @@ class Series:
             else:  # a late result from a slow collector thread still belongs in order
                 ts.insert(index, timestamp)
                 self.values.insert(index, value)
-        if len(ts) > limit:
-            self._drop(len(ts) - limit)
+        self._limit(limit)
+
+    def _limit(self, limit: int) -> None:
+        if len(self.timestamps) > limit:
+            self._drop(len(self.timestamps) - limit)
 
     def _drop(self, count: int) -> None:
         del self.timestamps[:count]
@@ -109,6 +123,9 @@ class SeriesStore:
         self.max_points = max_points_per_series
         self._by_name: dict[str, dict[Labels, Series]] = {}
         self._count = 0
+        # Selections change only when a family gains or loses a series, which is rare next to
+        # the 200 rules that select every cycle: keep them until their family changes.
+        self._selections: dict[str, dict[tuple[Matcher, ...], tuple[Series, ...]]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -132,6 +149,7 @@ class SeriesStore:
             if series is None:
                 series = family[s.labels] = Series(s.name, s.labels)
                 self._count += 1
+                self._selections.pop(s.name, None)
             series._add(s.timestamp, s.value, self.max_points)
 
     def prune(self, now: float) -> None:
@@ -142,17 +160,21 @@ class SeriesStore:
             for labels in [k for k, s in family.items() if _prune_series(s, cutoff)]:
                 del family[labels]
                 self._count -= 1
+                self._selections.pop(name, None)
             if not family:
                 del self._by_name[name]
 
     def select(self, name: str, matchers: Sequence[Matcher]) -> Iterable[Series]:
         """Series of metric `name` whose labels satisfy every matcher."""
-        family = self._by_name.get(name)
-        if not family:
-            return ()
-        if not matchers:
-            return family.values()
-        return [s for s in family.values() if s.matches(matchers)]
+        key = tuple(matchers)
+        cached = self._selections.get(name, {}).get(key)
+        if cached is not None:
+            return cached
+        family = self._by_name.get(name, {})
+        selected = tuple(s for s in family.values() if s.matches(key))
+        if family:
+            self._selections.setdefault(name, {})[key] = selected
+        return selected
 
 
 def _prune_series(series: Series, cutoff: float) -> bool:

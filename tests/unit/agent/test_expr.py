@@ -206,6 +206,18 @@ def test_rate_and_increase_handle_counter_resets() -> None:
     assert run("rate(c_total[5m])", store)[()] == pytest.approx(55 / 45)
 
 
+def test_reset_before_the_window_is_not_counted() -> None:
+    store = series("c_total", [50, 0, 10, 30], step=60)
+    assert run("increase(c_total[3m])", store) == {(): 30.0}  # points 0, 10, 30
+    assert run("increase(c_total[4m])", store) == {(): 30.0}  # the reset point stays out: 50 -> 0
+
+
+def test_late_points_inserted_out_of_order_still_count_resets() -> None:
+    store = store_with(("c_total", 10, NOW - 30, {}), ("c_total", 30, NOW, {}))
+    store.add([Sample("c_total", (), 2.0, NOW - 15)])  # a late reading: 10 -> 2 -> 30
+    assert run("increase(c_total[5m])", store) == {(): 30.0}  # 2 after the reset, then +28
+
+
 def test_rate_needs_two_points() -> None:
     store = series("c_total", [10])
     assert run("rate(c_total[5m])", store) == {}

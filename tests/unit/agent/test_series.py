@@ -99,3 +99,22 @@ def test_rejects_non_positive_limits() -> None:
         SeriesStore(retention=0)
     with pytest.raises(ValueError):
         SeriesStore(retention=10, max_points_per_series=0)
+
+
+def test_selection_sees_series_added_and_pruned_later() -> None:
+    store = SeriesStore(retention=60)
+    up = [Matcher.make("job", "=~", "node|snmp")]
+    store.add([sample("up", 1, 0, job="node")])
+    assert [s.label_map["job"] for s in store.select("up", up)] == ["node"]
+    store.add([sample("up", 1, 50, job="snmp"), sample("up", 1, 50, job="other")])
+    assert sorted(s.label_map["job"] for s in store.select("up", up)) == ["node", "snmp"]
+    store.prune(now=100)
+    assert [s.label_map["job"] for s in store.select("up", up)] == ["snmp"]
+    store.prune(now=200)
+    assert list(store.select("up", up)) == []
+
+
+def test_selection_is_read_only() -> None:
+    store = SeriesStore(retention=60)
+    store.add([sample("up", 1, 0)])
+    assert isinstance(store.select("up", []), tuple)
