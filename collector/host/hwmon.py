@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 _INVALID = re.compile(r"[^a-z0-9:_]")
 _SENSOR_FILE = re.compile(r"^(temp|fan)(\d+)_(input|max|crit|min|label)$")
 
-# (sensor type, property) → (metric, scale to the base unit); sysfs temps are millidegrees.
+# (sensor type, property) → (metric, divisor to the base unit); sysfs temps are millidegrees.
 _VALUES = {
-    ("temp", "input"): ("node_hwmon_temp_celsius", 0.001),
-    ("temp", "max"): ("node_hwmon_temp_max_celsius", 0.001),
-    ("temp", "crit"): ("node_hwmon_temp_crit_celsius", 0.001),
+    ("temp", "input"): ("node_hwmon_temp_celsius", 1000.0),
+    ("temp", "max"): ("node_hwmon_temp_max_celsius", 1000.0),
+    ("temp", "crit"): ("node_hwmon_temp_crit_celsius", 1000.0),
     ("fan", "input"): ("node_hwmon_fan_rpm", 1.0),
     ("fan", "min"): ("node_hwmon_fan_min_rpm", 1.0),
 }
@@ -125,7 +125,7 @@ def _sensor_samples(kind: str, props: dict[str, str], now: float, **labels: str)
         if metric is None:
             continue
         try:
-            out.append(sample(metric[0], float(text) * metric[1], now, **labels))
+            out.append(sample(metric[0], float(text) / metric[1], now, **labels))
         except ValueError:
             log.debug("unparsable hwmon value %r", text, extra=labels)
     return out
