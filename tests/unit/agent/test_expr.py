@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -363,3 +364,12 @@ def test_missing_metric_is_an_empty_result() -> None:
 
 def test_number_literal_tree() -> None:
     assert parse("42") == Number(42.0, 0)
+
+
+def test_every_example_in_the_user_docs_parses() -> None:
+    docs = (Path(__file__).parents[3] / "docs" / "rules.md").read_text()
+    block = docs.split("### Examples", 1)[1].split("```")[1]
+    examples = [line for line in block.splitlines() if line.strip()]
+    assert len(examples) == 8
+    for example in examples:
+        parse(example)
