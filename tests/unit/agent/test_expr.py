@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import ExpressionError
@@ -373,3 +373,40 @@ def test_every_example_in_the_user_docs_parses() -> None:
     assert len(examples) == 8
     for example in examples:
         parse(example)
+
+
+_SELECTORS = st.sampled_from(["g", 'g{k="four"}', 'g{k=~"z.*"}', "missing", "c_total"])
+_RANGES = st.builds("{}[{}]".format, _SELECTORS, st.sampled_from(["15s", "1m", "10m"]))
+_WINDOWS = st.builds(
+    "{}({})".format,
+    st.sampled_from(["last", "avg", "rate", "increase", "delta", "absent"]),
+    _RANGES,
+)
+_LEAVES = st.one_of(_SELECTORS, _WINDOWS, st.sampled_from(["0", "1", "-2.5", "1e308"]))
+
+
+def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.builds("({} {} {})".format, children, st.sampled_from("+-*/"), children),
+        st.builds("({} / on(k) {})".format, children, children),
+        st.builds("sum by (k) ({})".format, children),
+        st.builds("-{}".format, children),
+    )
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # repr of the strategy
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(_LEAVES, _combine, max_leaves=8))
+def test_evaluation_never_raises(text: str) -> None:
+    try:
+        tree = parse(text)
+    except ExpressionError:
+        assume(False)  # e.g. sum(1): refused by the type check, which has its own tests
+    store = store_with(
+        ("g", 0, NOW, {"k": "zero"}),
+        ("g", 4, NOW, {"k": "four"}),
+        ("c_total", 5, NOW - 30, {"k": "zero"}),
+        ("c_total", 1, NOW, {"k": "zero"}),
+    )
+    result = evaluate(tree, store, NOW)
+    assert all(isinstance(v, float) for v in result.values())
