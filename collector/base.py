@@ -4,11 +4,12 @@ A collector is a small object with `describe()` and `collect(now)`. Its data sou
 root, a sysfs root, a psutil-like process source) come in through the constructor, so a test
 points it at a fixture tree. `collect` may block and may raise: the scheduler runs it in a worker
 thread under `timeout` and turns an exception into `opswatch_collector_up{collector} 0`.
+`describe` returns an immutable tuple, which also satisfies agent.scheduler's own protocol.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -25,7 +26,7 @@ class Collector(Protocol):
     interval: float
     timeout: float
 
-    def describe(self) -> Sequence[MetricMeta]:
+    def describe(self) -> tuple[MetricMeta, ...]:
         """Type and help of every metric family `collect` may emit."""
         ...
 

@@ -38,6 +38,7 @@ class Mount:
 
     @property
     def labels(self) -> dict[str, str]:
+        """node_exporter's label set for this mount."""
         return {"device": self.device, "mountpoint": self.mountpoint, "fstype": self.fstype}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from agent.config import CollectorSettings
@@ -13,7 +14,7 @@ from collector.base import SettingsCollector, gauge, read_text
 _PARENS = re.compile(r"\((.*)\)")
 
 # Fields of a 6.x kernel's /proc/meminfo (Documentation/filesystems/proc.rst), so `describe()`
-# knows their families before the first collection; newer fields are learnt when first seen.
+# knows their families even if meminfo cannot be read at start-up.
 KNOWN_FIELDS = (  # noqa: SIM905 - a word list reads better than 65 quoted strings
     "MemTotal MemFree MemAvailable Buffers Cached SwapCached Active Inactive Active(anon) "
     "Inactive(anon) Active(file) Inactive(file) Unevictable Mlocked HighTotal HighFree LowTotal "
@@ -64,18 +65,30 @@ class MemoryCollector(SettingsCollector):
     def __init__(self, settings: CollectorSettings, proc: Path = Path("/proc")) -> None:
         super().__init__(settings)
         self._meminfo = proc / "meminfo"
-        known = (metric_name(f, f not in UNITLESS_FIELDS) for f in KNOWN_FIELDS)
+        known = [metric_name(f, f not in UNITLESS_FIELDS) for f in KNOWN_FIELDS]
         self._families: dict[str, MetricMeta] = {n: _meta(n) for n in known}
+        self._learn(self._present_fields())
+
+    def _present_fields(self) -> list[str]:
+        # The agent reads describe() once at start-up: learn this kernel's fields now, so none
+        # is exported untyped. Failing here is fine; collect() will raise and say why.
+        try:
+            return list(parse_meminfo(read_text(self._meminfo)))
+        except CollectorError:
+            return []
+
+    def _learn(self, names: Iterable[str]) -> None:
+        new = set(names) - self._families.keys()
+        if new:
+            # Swap in a new dict rather than mutate: describe() may run on another thread.
+            self._families = {**self._families, **{n: _meta(n) for n in sorted(new)}}
 
     def describe(self) -> tuple[MetricMeta, ...]:
-        """The known meminfo fields plus any new field seen in an earlier collection."""
+        """The known meminfo fields plus any other field this kernel has shown."""
         return tuple(self._families.values())
 
     def collect(self, now: float) -> list[Sample]:
         """One gauge per meminfo line."""
         values = parse_meminfo(read_text(self._meminfo))
-        new = values.keys() - self._families.keys()
-        if new:
-            # Swap in a new dict rather than mutate: describe() may run on another thread.
-            self._families = {**self._families, **{n: _meta(n) for n in sorted(new)}}
+        self._learn(values)
         return [sample(name, value, now) for name, value in values.items()]

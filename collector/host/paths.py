@@ -35,6 +35,7 @@ class ScanResult:
     truncated: bool = False
 
     def add_file(self, st: os.stat_result) -> None:
+        """Count one matching regular file."""
         self.files += 1
         self.size += st.st_size
         self.newest = st.st_mtime if self.newest is None else max(self.newest, st.st_mtime)

@@ -33,6 +33,7 @@ class ProcInfo:
 
     @property
     def identity(self) -> tuple[int, float | None]:
+        """PID and start time: a PID the kernel reuses is a different process."""
         return (self.pid, self.create_time)
 
 
