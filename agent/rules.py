@@ -141,6 +141,15 @@ def evaluate(
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """One element as this cycle saw it; `value` is None when its series is gone."""
+
+    labels: Labels
+    value: float | None
+    level: tuple[Level, float] | None
+
+
 def _evaluate_rule(
     rule: CompiledRule,
     series: SeriesView,
@@ -152,16 +161,23 @@ def _evaluate_rule(
     # a pending alert is dropped whether its element is fine or gone, so only firing ones
     # need their good elements identified; without any, the hot path skips good elements
     firing = any(s.state is AlertState.FIRING for s in prev.values())
+    seen: set[str] = set()
     for labels, value in evaluate_expr(rule.expr, series, now).items():
-        if not (firing or bad(value, lowest)) or math.isnan(value):
+        is_bad = bad(value, lowest)
+        if not (firing or is_bad) or math.isnan(value):
             continue
-        level = rule.level_for(value)
         alert_labels, fp = _identity(rule.name, rule.static_labels, rule.labels, labels)
-        status = _step(rule, prev.pop(fp, None), alert_labels, value, level, now)
-        if status is not None:
-            _record(fp, status, now, out)
+        if fp in seen:
+            continue  # rule labels made two series one alert: the first one speaks for it
+        seen.add(fp)
+        before = prev.pop(fp, None)
+        if before is None and not is_bad:
+            continue
+        step = _step(rule, before, _Seen(alert_labels, value, rule.level_for(value)), now)
+        if step is not None:
+            _record(fp, step, now, out)
     for fp, status in prev.items():  # no element this cycle: the series went away
-        step = _step(rule, status, status.labels, None, None, now)
+        step = _step(rule, status, _Seen(status.labels, None, None), now)
         if step is not None:
             _record(fp, step, now, out)
 
@@ -183,66 +199,55 @@ def _record(fp: str, status: AlertStatus, now: float, out: Evaluation) -> None:
 
 
 def _step(
-    rule: CompiledRule,
-    prev: AlertStatus | None,
-    labels: Labels,
-    value: float | None,
-    level: tuple[Level, float] | None,
-    now: float,
+    rule: CompiledRule, prev: AlertStatus | None, seen: _Seen, now: float
 ) -> AlertStatus | None:
     """Next status of one element; None when there is nothing to remember or report."""
     if prev is None or prev.state is not AlertState.FIRING:
-        return _pending_or_firing(rule, prev, labels, value, level, now) if level else None
-    if level is not None:
-        return _update(rule, prev, labels, value, level, now, last_bad=now, clear_since=None)
-    if value is not None and not rule.is_clear(value):  # the hysteresis band
-        return _update(rule, prev, labels, value, rule.lowest, now, prev.last_bad, None)
+        return _pending_or_firing(rule, prev, seen, now)
+    if seen.level is not None:
+        return _firing(rule, prev, seen, seen.level, last_bad=now, clear_since=None)
+    if seen.value is not None and not rule.is_clear(seen.value):  # the hysteresis band
+        return _firing(rule, prev, seen, rule.lowest, prev.last_bad, clear_since=None)
     since = prev.clear_since if prev.clear_since is not None else now
-    status = _update(rule, prev, labels, value, rule.lowest, now, prev.last_bad, since)
+    status = _firing(rule, prev, seen, rule.lowest, prev.last_bad, clear_since=since)
     return replace(status, state=AlertState.RESOLVED) if now - since >= rule.clear_for else status
 
 
 def _pending_or_firing(
-    rule: CompiledRule,
-    prev: AlertStatus | None,
-    labels: Labels,
-    value: float | None,
-    level: tuple[Level, float],
-    now: float,
-) -> AlertStatus:
-    since = prev.active_since if prev is not None else now
+    rule: CompiledRule, prev: AlertStatus | None, seen: _Seen, now: float
+) -> AlertStatus | None:
+    if seen.level is None or seen.value is None:
+        return None  # not bad (any more): a pending alert that never fired goes silently
+    (level, threshold), since = seen.level, prev.active_since if prev is not None else now
     fired = now - since >= rule.for_
-    value = value if value is not None else math.nan
     return AlertStatus(
         rule=rule.name,
         state=AlertState.FIRING if fired else AlertState.PENDING,
-        level=level[0],
-        labels=labels,
-        annotations=_annotations(rule, labels, value, level[1]),
-        value=value,
-        threshold=level[1],
+        level=level,
+        labels=seen.labels,
+        annotations=_annotations(rule, seen.labels, seen.value, threshold),
+        value=seen.value,
+        threshold=threshold,
         active_since=since,
         starts_at=now if fired else None,
         last_bad=now,
     )
 
 
-def _update(
+def _firing(
     rule: CompiledRule,
     prev: AlertStatus,
-    labels: Labels,
-    value: float | None,
+    seen: _Seen,
     level: tuple[Level, float],
-    now: float,
     last_bad: float | None,
     clear_since: float | None,
 ) -> AlertStatus:
-    value = prev.value if value is None else value  # a vanished series keeps its last value
+    value = prev.value if seen.value is None else seen.value  # a gone series keeps its last value
     return replace(
         prev,
         level=level[0],
-        labels=labels,
-        annotations=_annotations(rule, labels, value, level[1]),
+        labels=seen.labels,
+        annotations=_annotations(rule, seen.labels, value, level[1]),
         value=value,
         threshold=level[1],
         last_bad=last_bad,

@@ -219,6 +219,15 @@ def test_each_series_has_its_own_alert() -> None:
     assert len(result.state) == 2
 
 
+def test_series_that_rule_labels_make_identical_give_one_alert() -> None:
+    store = SeriesStore(retention=3600)
+    store.add(Sample("disk_used_percent", make_labels({"mountpoint": m}), v, T0)
+              for m, v in (("/", 95), ("/home", 85)))  # fmt: skip
+    result = evaluate([rule(labels={"mountpoint": "any"})], store, T0, {})
+    assert len(result.alerts) == len(result.state) == 1
+    assert result.alerts[0].label("mountpoint") == "any"
+
+
 def test_alerts_of_a_removed_rule_resolve() -> None:
     cycle = Cycle(rule())
     fired = only(cycle(0, 95))
