@@ -1,0 +1,142 @@
+"""The local ticket desk: what a service-desk user reads in the ticket, and when it changes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+
+from agent.config import RuleActions, TicketsSection
+from agent.model import Alert, AlertState, Level, Priority, RemediationRun, RunState, TicketState
+from agent.store import Store
+from remediation.tickets.local import LocalDesk
+
+NOW = 1_700_000_000.0  # the make_alert fixture's clock
+AlertFactory = Callable[..., Alert]
+TICKET = RuleActions(ticket=True)
+
+
+@pytest.fixture
+def desk(store: Store) -> LocalDesk:
+    return LocalDesk(store, TicketsSection(), "web1")
+
+
+def finished_run(state: RunState = RunState.SUCCEEDED) -> RemediationRun:
+    return RemediationRun(
+        id="a1b2c3d4e5f6", fingerprint="fp1", rule="FilesystemAlmostFull",
+        runbook="clean_directory", target="web1", variables={"path": "/var/tmp"}, state=state,
+        agent="web1", created_at=NOW, updated_at=NOW + 5, approved_by="alice", rc=0,
+        output="removed 3 files older than 7 days in /var/tmp (1.0 MiB freed)\n\nPLAY RECAP",
+    )  # fmt: skip
+
+
+def test_firing_alert_opens_a_ticket_a_person_can_act_on(
+    desk: LocalDesk, make_alert: AlertFactory
+) -> None:
+    ticket = desk.on_alert(make_alert(), TICKET, None, NOW)
+    assert ticket is not None
+    assert ticket.title == "[P1 urgent] FilesystemAlmostFull on web1: / 96.2% > 95"
+    assert (ticket.priority, ticket.state, ticket.host) == (Priority.P1, TicketState.OPEN, "web1")
+    assert (ticket.response_due, ticket.resolution_due) == (NOW + 2 * 3600, NOW + 8 * 3600)
+    for line in ("Host:        web1", "Rule:        FilesystemAlmostFull", "Value:       96.2",
+                 "Threshold:   95", "Started at:  2023-11-14T22:12:20Z", "  mountpoint: /",
+                 "  summary: / 96.2% > 95"):  # fmt: skip
+        assert line in ticket.body.splitlines()
+
+
+def test_priority_follows_the_level(desk: LocalDesk, make_alert: AlertFactory) -> None:
+    ticket = desk.on_alert(make_alert(level=Level.WARNING, annotations=()), TICKET, None, NOW)
+    assert ticket is not None and ticket.priority is Priority.P2
+    assert ticket.title == "[P2 important] FilesystemAlmostFull on web1: value 96.2 (threshold 95)"
+
+
+def test_rules_without_ticket_action_and_pending_alerts_open_nothing(
+    desk: LocalDesk, store: Store, make_alert: AlertFactory
+) -> None:
+    assert desk.on_alert(make_alert(), RuleActions(), None, NOW) is None
+    assert desk.on_alert(make_alert(AlertState.PENDING), TICKET, None, NOW) is None
+    assert store.list_tickets() == []
+
+
+def test_each_cycle_of_one_firing_is_one_ticket_and_one_occurrence(
+    desk: LocalDesk, store: Store, make_alert: AlertFactory
+) -> None:
+    for cycle in range(3):
+        desk.on_alert(make_alert(), TICKET, None, NOW + 15 * cycle)
+    [ticket] = store.list_tickets()
+    assert ticket.occurrences == 1 and [e.kind for e in ticket.history] == ["opened"]
+    again = desk.on_alert(make_alert(starts_at=NOW + 900), TICKET, None, NOW + 900)
+    assert again is not None and again.id == ticket.id and again.occurrences == 2
+
+
+def test_escalation_is_recorded_in_the_history(desk: LocalDesk, make_alert: AlertFactory) -> None:
+    desk.on_alert(make_alert(level=Level.WARNING), TICKET, None, NOW)
+    ticket = desk.on_alert(make_alert(level=Level.CRITICAL, value=99.0), TICKET, None, NOW + 15)
+    assert ticket is not None
+    assert ticket.history[-1].text == "level warning -> critical (value 99)"
+
+
+def test_resolution_reports_the_remediation_outcome(
+    desk: LocalDesk, make_alert: AlertFactory
+) -> None:
+    desk.on_alert(make_alert(), TICKET, None, NOW)
+    resolved = desk.on_alert(
+        make_alert(AlertState.RESOLVED, value=71.0, ends_at=NOW + 300),
+        TICKET,
+        finished_run(),
+        NOW + 300,
+    )
+    assert resolved is not None and resolved.state is TicketState.RESOLVED
+    assert resolved.resolution == (
+        "Alert cleared at 2023-11-14T22:18:20Z (value 71). Remediation: run a1b2c3d4e5f6 "
+        "(clean_directory) succeeded, approved by alice, rc=0: removed 3 files older than 7 days "
+        "in /var/tmp (1.0 MiB freed)."
+    )
+
+
+def test_resolution_finds_the_run_in_the_store_and_says_when_there_was_none(
+    desk: LocalDesk, store: Store, make_alert: AlertFactory
+) -> None:
+    desk.on_alert(make_alert(), TICKET, None, NOW)
+    resolved = desk.on_alert(
+        make_alert(AlertState.RESOLVED, ends_at=NOW + 60), TICKET, None, NOW + 60
+    )
+    assert resolved is not None and resolved.resolution is not None
+    assert resolved.resolution.endswith("No remediation run.")
+
+
+def test_run_updates_land_in_the_ticket_history(desk: LocalDesk, make_alert: AlertFactory) -> None:
+    created = dataclasses.replace(
+        finished_run(RunState.PENDING_APPROVAL), approved_by=None, rc=None, output=""
+    )
+    ticket = desk.on_alert(make_alert(), TICKET, created, NOW)
+    assert ticket is not None
+    assert [(e.kind, e.text) for e in ticket.history][1:] == [
+        ("run", "run a1b2c3d4e5f6 (clean_directory) pending_approval")
+    ]
+    ticket = desk.on_run_update(finished_run(RunState.VERIFIED), NOW + 700)
+    assert ticket is not None
+    assert ticket.history[-1].text.startswith("run a1b2c3d4e5f6 (clean_directory) verified, ")
+
+
+def test_firing_after_resolution_opens_a_new_ticket_naming_the_old_one(
+    desk: LocalDesk, store: Store, make_alert: AlertFactory
+) -> None:
+    first = desk.on_alert(make_alert(), TICKET, None, NOW)
+    desk.on_alert(make_alert(AlertState.RESOLVED, ends_at=NOW + 60), TICKET, None, NOW + 60)
+    second = desk.on_alert(make_alert(starts_at=NOW + 600), TICKET, None, NOW + 600)
+    assert first is not None and second is not None and second.id != first.id
+    assert f"Previous ticket: #{first.id} (resolved, opened 2023-11-14T22:13:20Z)" in second.body
+    assert store.open_ticket_counts()[Priority.P1] == 1
+
+
+def test_label_text_cannot_forge_ticket_lines_or_be_templated(
+    desk: LocalDesk, make_alert: AlertFactory
+) -> None:
+    labels = (("host", "web1"), ("mountpoint", "/x\nPriority:    P3 general {{ 7*7 }}"))
+    ticket = desk.on_alert(make_alert(labels=labels), TICKET, None, NOW)
+    assert ticket is not None
+    assert "  mountpoint: /x\\x0aPriority:    P3 general {{ 7*7 }}" in ticket.body.splitlines()
+    assert "Priority:    P1 urgent" in ticket.body.splitlines()
+    assert "49" not in ticket.body
