@@ -174,11 +174,12 @@ def _oid(buf: bytes, s: int, e: int) -> Oid:
 def _parse_oid(chunk: bytes) -> Oid:
     if not chunk:
         raise SnmpDecodeError("empty OID")
-    arcs: Iterable[int] = chunk if max(chunk) < 0x80 else _subidentifiers(chunk)
-    it = iter(arcs)
-    first = next(it)
+    if max(chunk) < 0x80 and chunk[0] < 80:  # every sub-identifier one byte: most OIDs
+        oid: Oid = _NEW(Oid, (chunk[0] // 40, chunk[0] % 40, *chunk[1:]))
+        return oid
+    first, *rest = _subidentifiers(chunk)
     head = (first // 40, first % 40) if first < 80 else (2, first - 80)
-    oid: Oid = _NEW(Oid, (*head, *it))
+    oid = _NEW(Oid, (*head, *rest))
     return oid
 
 
