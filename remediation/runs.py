@@ -6,11 +6,13 @@
 
 Each step is written to the store before the next side effect happens: a run is claimed
 (`running`) before ansible starts and a restart turns `running` into `interrupted`, never into a
-second execution.
+second execution. While a run of an alert is approved or running no other is created, and after
+an interrupted run the next one waits for a person even if the rule says `approval: auto`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -64,7 +66,8 @@ class RunService:
         except RemediationError as exc:
             log.error("no run for alert: %s", exc, extra={"fingerprint": alert.fingerprint})
             return None
-        run = self.store.create_run(self._new_run(alert, actions, actions.runbook, now), now)
+        new = self._guarded(self._new_run(alert, actions, actions.runbook, now), now)
+        run = self.store.create_run(new, now) if new is not None else None
         if run is not None:
             log.info("run created", extra={"run": run.id, "runbook": run.runbook,
                                            "state": run.state.value, "rule": run.rule})  # fmt: skip
@@ -83,6 +86,21 @@ class RunService:
             agent=self.agent, expires_at=None if auto else now + self.config.approval_ttl,
             approved_by=AUTO_APPROVER if auto else None,
         )  # fmt: skip
+
+    def _guarded(self, new: NewRun, now: float) -> NewRun | None:
+        """No second run while one is in flight; after an interruption a person decides."""
+        latest = self.store.list_runs(limit=1, fingerprint=new.fingerprint)
+        if not latest:
+            return new
+        previous = latest[0]
+        if previous.state in (RunState.APPROVED, RunState.RUNNING):
+            return None
+        if previous.state is RunState.INTERRUPTED and new.approved_by:
+            log.warning("previous run was interrupted: this one needs approval",
+                        extra={"run": previous.id, "fingerprint": new.fingerprint})  # fmt: skip
+            return dataclasses.replace(new, approved_by=None,
+                                       expires_at=now + self.config.approval_ttl)  # fmt: skip
+        return new
 
     def approve(self, run_id: str, actor: str, now: float) -> RemediationRun:
         """Approve a pending run (audit-logged); ConflictError if it was decided or expired."""

@@ -162,3 +162,29 @@ def test_expire_closes_old_approval_windows(service: RunService, make_alert: Ale
     assert run is not None
     assert service.expire(NOW + 3599) == []
     assert [r.state for r in service.expire(NOW + 3600)] == [RunState.EXPIRED]
+
+
+def test_no_second_run_while_one_is_in_flight(
+    service: RunService, store: Store, make_alert: AlertFactory
+) -> None:
+    auto = CLEAN.model_copy(update={"approval": "auto"})
+    first = service.on_alert(make_alert(), auto, NOW)
+    assert first is not None
+    assert service.on_alert(make_alert(starts_at=NOW + 30), auto, NOW + 30) is None
+    store.claim_run(first.id, "web1", NOW + 31)
+    assert service.on_alert(make_alert(starts_at=NOW + 40), auto, NOW + 40) is None
+    assert [r.id for r in store.list_runs()] == [first.id]
+
+
+def test_after_an_interrupted_run_a_person_decides_even_with_auto_approval(
+    service: RunService, store: Store, executor: FakeExecutor, make_alert: AlertFactory
+) -> None:
+    auto = CLEAN.model_copy(update={"approval": "auto"})
+    first = service.on_alert(make_alert(), auto, NOW)
+    assert first is not None
+    store.claim_run(first.id, "web1", NOW + 1)
+    service.recover(NOW + 10)  # the agent died mid-run and restarted
+    second = service.on_alert(make_alert(starts_at=NOW + 20), auto, NOW + 20)
+    assert second is not None
+    assert (second.state, second.expires_at) == (RunState.PENDING_APPROVAL, NOW + 20 + 3600)
+    assert service.execute_pending(NOW + 21) == [] and executor.executed == []
