@@ -14,8 +14,11 @@ import math
 import operator
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
-from agent.expr import (
+from agent.expr_ast import (
+    PREDICTIONS,
+    SET_OPERATORS,
     Aggregation,
     Binary,
     Call,
@@ -25,6 +28,7 @@ from agent.expr import (
     Selector,
     Unary,
     VectorMatching,
+    children,
 )
 from agent.model import Labels
 from agent.series import Series, SeriesView
@@ -99,20 +103,64 @@ def _rate(series: Series, lo: int, hi: int, now: float, params: tuple[float, ...
     return increase / span if increase is not None and span > 0 else None
 
 
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """A least-squares line through one series' window, with how well it fits."""
+
+    slope: float
+    """Units per second."""
+    intercept: float
+    """The line's value at the evaluation time."""
+    r2: float
+    """Coefficient of determination, 0 (no linear trend) to 1 (points on the line)."""
+    points: int
+
+    def time_to(self, threshold: float) -> float | None:
+        """Seconds until the line reaches `threshold`; None if flat or heading away from it."""
+        if self.slope == 0:
+            return None
+        seconds = (threshold - self.intercept) / self.slope
+        return seconds if seconds >= 0 else None
+
+
+def linear_fit(timestamps: Sequence[float], values: Sequence[float], now: float) -> Fit | None:
+    """Fit a line through the points (x = seconds relative to `now`); None if under 2 times."""
+    n = len(values)
+    if n < 2:
+        return None
+    # centred sums: raw sums of squares cancel catastrophically for large values (bytes)
+    x_mean = math.fsum(t - now for t in timestamps) / n
+    y_mean = math.fsum(values) / n
+    dxs = [t - now - x_mean for t in timestamps]
+    dys = [y - y_mean for y in values]
+    sxx = math.fsum(dx * dx for dx in dxs)
+    if sxx <= 0:
+        return None
+    sxy = math.fsum(dx * dy for dx, dy in zip(dxs, dys, strict=True))
+    syy = math.fsum(dy * dy for dy in dys)
+    slope = sxy / sxx
+    r2 = 1.0 if syy <= 0 else min(1.0, sxy * sxy / (sxx * syy))
+    return Fit(slope, y_mean - slope * x_mean, r2, n)
+
+
+def _window_fit(series: Series, lo: int, hi: int, now: float) -> Fit | None:
+    return linear_fit(series.timestamps[lo:hi], series.values[lo:hi], now)
+
+
 def _predict_linear(
     series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]
 ) -> float | None:
     """Least-squares line through the window, read `params[0]` seconds after `now`."""
-    n, vs = hi - lo, series.values[lo:hi]
-    xs = [t - now for t in series.timestamps[lo:hi]]  # relative times keep sums well-conditioned
-    sx, sy = math.fsum(xs), math.fsum(vs)
-    sxx = math.fsum(x * x for x in xs)
-    sxy = math.fsum(x * y for x, y in zip(xs, vs, strict=True))
-    denominator = n * sxx - sx * sx
-    if n < 2 or denominator == 0:
-        return None
-    slope = (n * sxy - sx * sy) / denominator
-    return (sy - slope * sx) / n + slope * params[0]
+    fit = _window_fit(series, lo, hi, now)
+    return None if fit is None else fit.intercept + fit.slope * params[0]
+
+
+def _time_to_threshold(
+    series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]
+) -> float | None:
+    """Seconds until the least-squares line reaches `params[0]`; left out if it never will."""
+    fit = _window_fit(series, lo, hi, now)
+    return None if fit is None else fit.time_to(params[0])
 
 
 VALUE_FUNCTIONS: dict[str, Callable[[Sequence[float]], float | None]] = {
@@ -131,6 +179,7 @@ SERIES_FUNCTIONS: dict[str, SeriesFn] = {
     "increase": _increase,
     "rate": _rate,
     "predict_linear": _predict_linear,
+    "time_to_threshold": _time_to_threshold,
 }
 """Window functions that need timestamps or the series: (series, lo, hi, now, params)."""
 
@@ -170,6 +219,26 @@ def _absent(arg: RangeSelector, selected: Iterable[Series], now: float) -> Vecto
         m.name: m.value for m in arg.selector.matchers if m.op == "=" and m.name != "__name__"
     }
     return {tuple(sorted(labels.items())): 1.0}
+
+
+def window_fits(node: Expr, view: SeriesView, now: float) -> dict[Labels, Fit]:
+    """The line behind the first prediction in `node`, per series (to rate its confidence)."""
+    call = _first_prediction(node)
+    if call is None:
+        return {}
+    out: dict[Labels, Fit] = {}
+    for series in view.select(call.arg.selector.name, call.arg.selector.matchers):
+        lo, hi = series.span(now - call.arg.range, now)
+        fit = _window_fit(series, lo, hi, now)
+        if fit is not None:
+            out[series.labels] = fit
+    return out
+
+
+def _first_prediction(node: Expr) -> Call | None:
+    if isinstance(node, Call) and node.func in PREDICTIONS:
+        return node
+    return next((c for c in map(_first_prediction, children(node)) if c is not None), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +284,18 @@ _OPS: dict[str, Callable[[float, float], float | None]] = {
 }
 
 
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
+    ">=": operator.ge, "<=": operator.le,
+}  # fmt: skip
+
+
 def _binary(op: str, lhs: Value, rhs: Value, matching: VectorMatching | None) -> Value:
+    if op in SET_OPERATORS:
+        return _set_operation(op, _vector(lhs), _vector(rhs), matching)
+    compare = _COMPARE.get(op)
+    if compare is not None:
+        return _filter(compare, lhs, rhs, matching)
     fn = _OPS[op]
     if isinstance(lhs, float) and isinstance(rhs, float):
         result = fn(lhs, rhs)
@@ -225,6 +305,36 @@ def _binary(op: str, lhs: Value, rhs: Value, matching: VectorMatching | None) ->
     if isinstance(rhs, float):
         return _keep({k: fn(v, rhs) for k, v in lhs.items()})
     return _keep({k: fn(a, b) for k, (a, b) in _match(lhs, rhs, matching).items()})
+
+
+def _filter(
+    compare: Callable[[float, float], bool], lhs: Value, rhs: Value, matching: VectorMatching | None
+) -> Vector:
+    """PromQL's comparison without `bool`: keep the elements for which it holds."""
+    if isinstance(lhs, float):  # `5 < x` keeps x's values, as PromQL does
+        return {k: v for k, v in _vector(rhs).items() if compare(lhs, v)}
+    if isinstance(rhs, float):
+        return {k: v for k, v in lhs.items() if compare(v, rhs)}
+    return {k: a for k, (a, b) in _match(lhs, rhs, matching).items() if compare(a, b)}
+
+
+def _set_operation(op: str, lhs: Vector, rhs: Vector, matching: VectorMatching | None) -> Vector:
+    """`and`, `or`, `unless`: elements chosen by match signature, keeping their own labels."""
+    sign = _signer(matching)
+    right = set(map(sign, rhs))
+    if op == "or":
+        left = set(map(sign, lhs))
+        return {**lhs, **{k: v for k, v in rhs.items() if sign(k) not in left}}
+    keep = op == "and"
+    return {k: v for k, v in lhs.items() if (sign(k) in right) is keep}
+
+
+def _signer(matching: VectorMatching | None) -> Callable[[Labels], Labels]:
+    """The labels two elements must share to match: all of them, or those on()/ignoring() pick."""
+    if matching is None:
+        return lambda labels: labels
+    names, on = frozenset(matching.labels), matching.on
+    return lambda labels: tuple(p for p in labels if (p[0] in names) == on)
 
 
 def _keep(results: dict[Labels, float | None]) -> Vector:
@@ -242,11 +352,11 @@ def _match(
 def _by_signature(vector: Vector, matching: VectorMatching | None) -> Vector:
     if matching is None:
         return vector
-    names = frozenset(matching.labels)
+    sign = _signer(matching)
     out: Vector = {}
     ambiguous: set[Labels] = set()
     for labels, value in vector.items():
-        key = tuple(p for p in labels if (p[0] in names) == matching.on)
+        key = sign(labels)
         if key in out:
             ambiguous.add(key)  # many-to-one needs group_left, which we do not have: drop
         out[key] = value

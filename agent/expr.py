@@ -1,10 +1,13 @@
 """The indicator expression language: a small, safe, PromQL-flavoured grammar (see docs/rules.md).
 
 `parse(text)` tokenizes and parses by precedence climbing into a tree of frozen dataclasses, and
-type-checks it (a range selector only as a window function's argument). Nothing is ever passed to
+type-checks it (a range selector only as a window function's argument). The node types live in
+`agent.expr_ast` and are re-exported here. Nothing is ever passed to
 `eval`; `agent.evaluate` walks the tree. Every error is an `ExpressionError` with its offset.
 
-    expr      := unary (("+" | "-" | "*" | "/") matching? unary)*
+    expr      := unary (BINARY_OP matching? unary)*   (PromQL precedence, left-associative)
+    BINARY_OP := "or" | "and" | "unless" | "==" | "!=" | ">" | "<" | ">=" | "<=" | "+" | "-"
+                 | "*" | "/"
     unary     := ("-" | "+") unary | primary
     primary   := NUMBER | DURATION | "(" expr ")" | call | aggregation | selector range?
     range     := "[" DURATION "]"
@@ -13,115 +16,52 @@ type-checks it (a range selector only as a window function's argument). Nothing 
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from agent.errors import ExpressionError
+from agent.expr_ast import (
+    AGGREGATIONS,
+    COMPARISONS,
+    PREDICTIONS,
+    SET_OPERATORS,
+    WINDOW_FUNCTIONS,
+    Aggregation,
+    ArithmeticOp,
+    Binary,
+    BinaryOp,
+    Call,
+    CompareOp,
+    Expr,
+    Kind,
+    Number,
+    RangeSelector,
+    Selector,
+    SetOp,
+    Unary,
+    VectorMatching,
+    children,
+    kind,
+)
 from agent.series import Matcher, MatchOp
 
-
-class Kind(enum.Enum):
-    """What an expression evaluates to."""
-
-    SCALAR = "scalar"
-    VECTOR = "instant vector"
-    RANGE = "range vector"
-
-
-@dataclass(frozen=True, slots=True)
-class Number:
-    value: float
-    pos: int = field(default=0, compare=False)
+__all__ = [
+    "AGGREGATIONS", "COMPARISONS", "MAX_DEPTH", "PREDICTIONS", "SET_OPERATORS",
+    "WINDOW_FUNCTIONS", "Aggregation", "ArithmeticOp", "Binary", "BinaryOp", "Call",
+    "CompareOp", "Expr", "Kind", "Number", "RangeSelector", "Selector", "SetOp", "Token",
+    "Unary", "VectorMatching", "children", "kind", "parse", "tokenize",
+]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Selector:
-    """`name{matchers}`: the latest value of each matching series."""
-
-    name: str
-    matchers: tuple[Matcher, ...] = ()
-    pos: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class RangeSelector:
-    """`selector[range]`: the points of each matching series in the last `range` seconds."""
-
-    selector: Selector
-    range: float
-    pos: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A window function of a range selector: `rate(x[5m])`, `predict_linear(x[1h], 4h)`."""
-
-    func: str
-    arg: RangeSelector
-    params: tuple[float, ...] = ()
-    pos: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Aggregation:
-    """`op by|without (labels) (vector)` across series."""
-
-    op: str
-    expr: Expr
-    grouping: tuple[str, ...] = ()
-    without: bool = False
-    pos: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Unary:
-    expr: Expr
-    pos: int = field(default=0, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class VectorMatching:
-    """`on(labels)` (match only on these) or `ignoring(labels)` (match on all but these)."""
-
-    on: bool
-    labels: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Binary:
-    op: Literal["+", "-", "*", "/"]
-    lhs: Expr
-    rhs: Expr
-    matching: VectorMatching | None = None
-    pos: int = field(default=0, compare=False)
-    kind: Kind = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        # stored so typing a long chain like a+b+c+... stays linear, not quadratic
-        scalar = kind(self.lhs) is Kind.SCALAR and kind(self.rhs) is Kind.SCALAR
-        object.__setattr__(self, "kind", Kind.SCALAR if scalar else Kind.VECTOR)
-
-
-Expr = Number | Selector | RangeSelector | Call | Aggregation | Unary | Binary
-
-AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count"})
-WINDOW_FUNCTIONS: dict[str, int] = {
-    # name -> number of scalar parameters after the range selector
-    "last": 0, "avg": 0, "min": 0, "max": 0, "sum": 0, "count": 0, "rate": 0, "delta": 0,
-    "increase": 0, "changes": 0, "absent": 0, "predict_linear": 1,
+_PRECEDENCE = {
+    "or": 1, "and": 2, "unless": 2, "==": 3, "!=": 3, ">": 3, "<": 3, ">=": 3, "<=": 3,
+    "+": 4, "-": 4, "*": 5, "/": 5,
 }  # fmt: skip
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+"""PromQL's binding strengths (without `^`, `%` and `atan2`)."""
 MAX_DEPTH = 64
 """Deeper expressions are refused: evaluation recurses once per level."""
-_UNSUPPORTED = {
-    "==": "comparisons are not supported in expressions; use the rule's op and thresholds",
-    "and": "set operators (and, or, unless) are not supported yet",
-}
-_UNSUPPORTED.update({op: _UNSUPPORTED["=="] for op in (">", "<", ">=", "<=", "!=")})
-_UNSUPPORTED.update({op: _UNSUPPORTED["and"] for op in ("or", "unless")})
 
 # ---------------------------------------------------------------------------------------------
 # Tokens
@@ -222,30 +162,6 @@ def parse(text: str) -> Expr:
     return tree
 
 
-def kind(node: Expr) -> Kind:
-    """The type of value `node` evaluates to."""
-    if isinstance(node, Number):
-        return Kind.SCALAR
-    if isinstance(node, RangeSelector):
-        return Kind.RANGE
-    if isinstance(node, Unary):
-        return kind(node.expr)
-    if isinstance(node, Binary):
-        return node.kind
-    return Kind.VECTOR
-
-
-def children(node: Expr) -> tuple[Expr, ...]:
-    """The direct sub-expressions of `node`."""
-    if isinstance(node, Binary):
-        return (node.lhs, node.rhs)
-    if isinstance(node, Unary | Aggregation):
-        return (node.expr,)
-    if isinstance(node, Call):
-        return (node.arg,)
-    return ()
-
-
 def _check_depth(node: Expr, depth: int = 0) -> None:
     """Refuse trees too deep to evaluate recursively (the check itself stops at the limit)."""
     if depth > MAX_DEPTH:
@@ -303,14 +219,15 @@ class _Parser:
         lhs = self.unary()
         while True:
             token = self.peek
-            prec = _PRECEDENCE.get(token.text, 0) if token.type == "punct" else 0
-            if token.text in _UNSUPPORTED and token.type in ("punct", "name"):
-                raise ExpressionError(_UNSUPPORTED[token.text], token.pos)
+            infix = token.type == "punct" or token.text in SET_OPERATORS
+            prec = _PRECEDENCE.get(token.text, 0) if infix else 0
             if prec <= min_prec:
                 self.nesting -= 1
                 return lhs
             self.next()
             matching = self.matching()
+            if self.at("bool") and token.text in COMPARISONS:
+                raise ExpressionError("the bool modifier is not supported", self.peek.pos)
             rhs = self.expr(prec)  # left-associative: the right side binds only tighter operators
             lhs = _binary(token, lhs, rhs, matching)
 
@@ -452,9 +369,14 @@ def _binary(token: Token, lhs: Expr, rhs: Expr, matching: VectorMatching | None)
     for side in (lhs, rhs):
         if kind(side) is Kind.RANGE:
             raise _range_misplaced(side)
-    if matching is not None and Kind.SCALAR in (kind(lhs), kind(rhs)):
+    scalars = [kind(lhs), kind(rhs)].count(Kind.SCALAR)
+    if matching is not None and scalars:
         raise ExpressionError("on()/ignoring() only apply between two vectors", token.pos)
-    op: Literal["+", "-", "*", "/"] = token.text  # type: ignore[assignment]  # from _PRECEDENCE
+    if token.text in SET_OPERATORS and scalars:
+        raise ExpressionError(f"'{token.text}' needs a set of series on both sides", token.pos)
+    if token.text in COMPARISONS and scalars == 2:
+        raise ExpressionError("a comparison needs a set of series on one side", token.pos)
+    op: BinaryOp = token.text  # type: ignore[assignment]  # a key of _PRECEDENCE
     return Binary(op, lhs, rhs, matching, token.pos)
 
 
