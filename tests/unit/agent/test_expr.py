@@ -121,8 +121,10 @@ def test_regex_strings_keep_unknown_escapes() -> None:
         ('x{a="b}', "unterminated string", 4),
         ('x{a=~"("}', "invalid regular expression", 5),
         ('{a="b"}', "needs a metric name", 0),
-        ("x > 3", "comparisons are not supported", 2),
-        ("a and b", "set operators", 2),
+        ("1 > 3", "a comparison needs a set of series on one side", 2),
+        ("x > bool 3", "bool modifier is not supported", 4),
+        ("1 and b", "'and' needs a set of series on both sides", 2),
+        ("x or on(a) 2", "only apply between two vectors", 2),
         ("", "found the end of the expression", 0),
         ("a b", "found 'b'", 2),
         ("1 + on(a) x", "only apply between two vectors", 2),
@@ -370,7 +372,7 @@ def test_every_example_in_the_user_docs_parses() -> None:
     docs = (Path(__file__).parents[3] / "docs" / "rules.md").read_text()
     block = docs.split("### Examples", 1)[1].split("```")[1]
     examples = [line for line in block.splitlines() if line.strip()]
-    assert len(examples) == 8
+    assert len(examples) == 10
     for example in examples:
         parse(example)
 
