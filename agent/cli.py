@@ -188,10 +188,10 @@ def runs_show(config_path: Path, run_id: str, as_json: bool) -> None:
         print_json(found)
         return
     console.print(_run_table([found]))
-    console.print(f"variables: {escape(json.dumps(dict(found.variables)))}")
+    click.echo(f"variables: {json.dumps(dict(found.variables))}")
     if found.reason:
-        console.print(f"reason: {escape(found.reason)}")
-    console.print(f"rc: {found.rc}\n--- output ---\n{escape(found.output)}")
+        click.echo(f"reason: {found.reason}")
+    click.echo(f"rc: {found.rc}\n--- output ---\n{found.output}")
 
 
 def _decide(config_path: Path, run_id: str, actor: str, reason: str | None) -> RemediationRun:
@@ -275,8 +275,8 @@ def tickets_show(config_path: Path, ticket_id: int, as_json: bool) -> None:
         print_json(found)
         return
     console.print(_ticket_table([found]))
-    console.print(escape(found.body))
+    click.echo(found.body)
     if found.resolution:
-        console.print(f"resolution: {escape(found.resolution)}")
+        click.echo(f"resolution: {found.resolution}")
     for event in found.history:
-        console.print(f"{when(event.at)} {escape(event.kind)}: {escape(event.text)}")
+        click.echo(f"{when(event.at)} {event.kind}: {event.text}")

@@ -71,7 +71,7 @@ def parse_size(value: object) -> float:
     if not unit:
         return number
     base = 1024 if unit.endswith("I") else 1000
-    return number * base ** ("KMGTP".index(unit[0]) + 1)
+    return float(number * base ** ("KMGTP".index(unit[0]) + 1))
 
 
 Duration = Annotated[

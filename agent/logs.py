@@ -96,5 +96,5 @@ def setup(
         file_handler.setFormatter(JsonFormatter())
         file_handler.addFilter(SCRUBBER)
         audit.addHandler(file_handler)
-    for noisy in ("uvicorn.access", "alembic.runtime.migration"):
+    for noisy in ("uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

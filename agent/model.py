@@ -88,7 +88,7 @@ class Priority(str, enum.Enum):
     P3 = "P3"
 
     @property
-    def title(self) -> str:
+    def urgency(self) -> str:
         return {"P1": "urgent", "P2": "important", "P3": "general"}[self.value]
 
 

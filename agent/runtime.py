@@ -64,7 +64,7 @@ class Agent:
         self.config = config
         self.clock = clock
         config.agent.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(config.database_url)
+        self.store = Store(config.database_url, agent=config.agent.name)
         self.series = SeriesStore(config.evaluation.retention)
         self.rules = compile_rules(config.rules, {"host": config.agent.name})
         self.actions = {r.name: r.actions for r in config.rules}
@@ -92,7 +92,7 @@ class Agent:
         server = self._server()
         tasks = [asyncio.create_task(self._collect_loop(r)) for r in self.runners]
         tasks += [
-            asyncio.create_task(every(self.config.evaluation.interval, self.evaluate_once, self.stop)),
+            asyncio.create_task(self._evaluate_loop()),
             asyncio.create_task(every(1.0, self.remediate_once, self.stop)),
             asyncio.create_task(server.serve()),
         ]
@@ -130,6 +130,17 @@ class Agent:
 
         await every(runner.collector.interval, job, self.stop)
 
+    async def _evaluate_loop(self) -> None:
+        # The first cycle waits for every collector's first run (each bounded by its timeout):
+        # evaluating an empty series store would resolve every alert restored after a restart.
+        first = max((r.collector.timeout for r in self.runners), default=0.0) + 1.0
+        deadline = time.monotonic() + first
+        while len(self.latest) < len(self.runners) and time.monotonic() < deadline:
+            if self.stop.is_set():
+                return
+            await asyncio.sleep(0.05)
+        await every(self.config.evaluation.interval, self.evaluate_once, self.stop)
+
     async def evaluate_once(self) -> None:
         """One rule cycle: evaluate (pure), then persist and act in a worker thread."""
         now = self.clock()
@@ -165,7 +176,8 @@ class Agent:
             actions = self.actions[alert.rule]
             run = self.runs.on_alert(alert, actions, now) if alert.state is AlertState.FIRING else None
             self.desk.on_alert(alert, actions, run, now)
-        self.runs.expire(now)
+        for run in self.runs.expire(now):
+            self.desk.on_run_update(run, now)
         firing = {a.fingerprint for a in alerts if a.state is AlertState.FIRING}
         for run in self.runs.verify(firing, now):
             self.desk.on_run_update(run, now)

@@ -135,7 +135,7 @@ class LocalDesk:
         summary = dict(alert.annotations).get("summary")
         if not summary:
             summary = f"value {_number(alert.value)} (threshold {_number(alert.threshold)})"
-        title = f"[{priority.value} {priority.title}] {alert.rule} on {host}: {summary}"
+        title = f"[{priority.value} {priority.urgency}] {alert.rule} on {host}: {summary}"
         title = escape(title)
         return title if len(title) <= TITLE_LIMIT else title[: TITLE_LIMIT - 1] + "…"
 
@@ -147,7 +147,7 @@ class LocalDesk:
             f"Host:        {escape(host)}",
             f"Rule:        {alert.rule}",
             f"Level:       {alert.level.value}",
-            f"Priority:    {priority.value} {priority.title}",
+            f"Priority:    {priority.value} {priority.urgency}",
             f"Value:       {_number(alert.value)}",
             f"Threshold:   {_number(alert.threshold)}",
             f"Started at:  {iso(alert.starts_at)}",
