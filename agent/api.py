@@ -16,7 +16,9 @@ from exporters.prometheus import CONTENT_TYPE, MetricsExporter
 class StateReader(Protocol):
     """The read side of the state store that the API serves."""
 
-    def list_runs(self, state: RunState | None = None, limit: int = 100) -> list[RemediationRun]: ...
+    def list_runs(
+        self, state: RunState | None = None, limit: int = 100
+    ) -> list[RemediationRun]: ...
 
     def get_run(self, run_id: str) -> RemediationRun | None: ...
 
@@ -25,15 +27,18 @@ class StateReader(Protocol):
     def get_ticket(self, ticket_id: int) -> Ticket | None: ...
 
 
+def _is_label(pair: object) -> bool:
+    return isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+
+
 def to_json(obj: Any) -> Any:
     """Dataclasses, enums and label tuples as plain JSON values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, enum.Enum):
         return obj.value
-    if isinstance(obj, tuple) and obj and all(isinstance(p, tuple) and len(p) == 2 for p in obj):
-        if all(isinstance(p[0], str) and isinstance(p[1], str) for p in obj):
-            return dict(obj)
+    if isinstance(obj, tuple) and obj and all(_is_label(p) for p in obj):
+        return dict(obj)
     if isinstance(obj, list | tuple):
         return [to_json(x) for x in obj]
     if isinstance(obj, dict):

@@ -35,8 +35,13 @@ def default_config() -> str:
 
 
 config_option = click.option(
-    "-c", "--config", "config_path", default=default_config, show_default="$OPSWATCH_CONFIG or agent.yaml",
-    type=click.Path(dir_okay=False, path_type=Path), help="agent.yaml to use.",
+    "-c",
+    "--config",
+    "config_path",
+    default=default_config,
+    show_default="$OPSWATCH_CONFIG or agent.yaml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="agent.yaml to use.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -74,8 +79,10 @@ def check(config_path: Path) -> None:
     """Validate agent.yaml and list every problem with its location."""
     cfg = load_config(config_path)
     enabled = [n for n, s in cfg.collectors if getattr(s, "enabled", False)]
-    click.echo(f"{config_path}: OK ({len(cfg.rules)} rules, {len(enabled)} collectors, "
-               f"{len(cfg.remediation.runbooks)} runbooks)")
+    click.echo(
+        f"{config_path}: OK ({len(cfg.rules)} rules, {len(enabled)} collectors, "
+        f"{len(cfg.remediation.runbooks)} runbooks)"
+    )
 
 
 @main.command()
@@ -91,7 +98,9 @@ def run(config_path: Path) -> None:
     from agent.runtime import Agent
 
     cfg = load_config(config_path)
-    logs.setup(cfg.agent.log.level, cfg.agent.log.format, cfg.agent.log.audit_file, cfg.secret_values())
+    logs.setup(
+        cfg.agent.log.level, cfg.agent.log.format, cfg.agent.log.audit_file, cfg.secret_values()
+    )
     try:
         asyncio.run(Agent(cfg).run())
     except OpsWatchError as exc:
@@ -142,8 +151,15 @@ def alerts(config_path: Path, as_json: bool) -> None:
     table = Table("rule", "state", "level", "priority", "value", "since", "labels")
     for a in found:
         labels = ", ".join(f"{k}={v}" for k, v in a.labels)
-        table.add_row(a.rule, a.state.value, a.level.value, a.priority.value, f"{a.value:.6g}",
-                      when(a.starts_at), escape(labels))
+        table.add_row(
+            a.rule,
+            a.state.value,
+            a.level.value,
+            a.priority.value,
+            f"{a.value:.6g}",
+            when(a.starts_at),
+            escape(labels),
+        )
     console.print(table)
 
 
@@ -155,8 +171,15 @@ def runs() -> None:
 def _run_table(found: Sequence[RemediationRun]) -> Table:
     table = Table("id", "state", "runbook", "rule", "target", "created", "by")
     for r in found:
-        table.add_row(r.id, r.state.value, r.runbook, r.rule, escape(r.target), when(r.created_at),
-                      escape(r.approved_by or ""))
+        table.add_row(
+            r.id,
+            r.state.value,
+            r.runbook,
+            r.rule,
+            escape(r.target),
+            when(r.created_at),
+            escape(r.approved_by or ""),
+        )
     return table
 
 
@@ -201,8 +224,8 @@ def _decide(config_path: Path, run_id: str, actor: str, reason: str | None) -> R
     service = run_service(cfg, open_state(cfg))
     try:
         if reason is None:
-            return service.approve(run_id, actor, time.time())  # type: ignore[no-any-return]
-        return service.reject(run_id, actor, reason, time.time())  # type: ignore[no-any-return]
+            return service.approve(run_id, actor, time.time())
+        return service.reject(run_id, actor, reason, time.time())
     except ConflictError as exc:
         raise click.ClickException(str(exc)) from None
     except OpsWatchError as exc:
@@ -242,8 +265,15 @@ def tickets() -> None:
 def _ticket_table(found: Sequence[Ticket]) -> Table:
     table = Table("id", "priority", "state", "title", "opened", "response due", "occurrences")
     for t in found:
-        table.add_row(str(t.id), t.priority.value, t.state.value, escape(t.title), when(t.opened_at),
-                      when(t.response_due), str(t.occurrences))
+        table.add_row(
+            str(t.id),
+            t.priority.value,
+            t.state.value,
+            escape(t.title),
+            when(t.opened_at),
+            when(t.response_due),
+            str(t.occurrences),
+        )
     return table
 
 

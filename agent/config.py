@@ -116,7 +116,9 @@ def _read_secret_file(path: Path | None, field: str) -> SecretStr | None:
         return SecretStr(path.read_text().strip())
     except OSError as exc:
         raise PydanticCustomError(
-            "secret_file", "{f}: cannot read {p}: {e}", {"f": field, "p": str(path), "e": exc.strerror}
+            "secret_file",
+            "{f}: cannot read {p}: {e}",
+            {"f": field, "p": str(path), "e": exc.strerror},
         ) from None
 
 
@@ -139,7 +141,7 @@ class AgentSection(Strict):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+        _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise PydanticCustomError("listen", "expected HOST:PORT, got '{v}'", {"v": value})
         return value
@@ -320,13 +322,18 @@ class RuleConfig(Strict):
         rising = self.op.startswith(">")
         if ordered != sorted(ordered, reverse=not rising):
             raise PydanticCustomError(
-                "levels", "info, warning and critical must grow in the direction of '{op}'",
+                "levels",
+                "info, warning and critical must grow in the direction of '{op}'",
                 {"op": self.op},
             )
         return self
 
     def thresholds(self) -> dict[Level, float]:
-        pairs = ((Level.INFO, self.info), (Level.WARNING, self.warning), (Level.CRITICAL, self.critical))
+        pairs = (
+            (Level.INFO, self.info),
+            (Level.WARNING, self.warning),
+            (Level.CRITICAL, self.critical),
+        )
         return {level: value for level, value in pairs if value is not None}
 
 
@@ -426,7 +433,9 @@ def _check_regex(value: str) -> str:
     try:
         re.compile(value)
     except re.error as exc:
-        raise PydanticCustomError("regex", "invalid regular expression: {e}", {"e": str(exc)}) from None
+        raise PydanticCustomError(
+            "regex", "invalid regular expression: {e}", {"e": str(exc)}
+        ) from None
     return value
 
 
@@ -535,7 +544,8 @@ def parse(text: str, source: str = "agent.yaml", base: Path | None = None) -> Ag
     except ValidationError as exc:
         raise ConfigError([_problem(e, lines, source) for e in exc.errors()]) from None
     problems = [
-        ConfigProblem(format_loc(loc), msg, lines.get(loc), source) for loc, msg in _cross_check(config)
+        ConfigProblem(format_loc(loc), msg, lines.get(loc), source)
+        for loc, msg in _cross_check(config)
     ]
     if problems:
         raise ConfigError(problems)
@@ -563,7 +573,11 @@ def _cross_check(config: AgentConfig) -> Iterator[tuple[Loc, str]]:
         wanted = rule.actions.runbook
         if wanted is not None and wanted not in config.remediation.runbooks:
             close = difflib.get_close_matches(wanted, runbooks, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else f"; defined: {', '.join(runbooks) or 'none'}"
+            hint = (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else f"; defined: {', '.join(runbooks) or 'none'}"
+            )
             yield ("rules", index, "actions", "runbook"), f"unknown runbook '{wanted}'{hint}"
     names = [p.name for p in config.collectors.processes.watch]
     for index, name in enumerate(names):

@@ -77,7 +77,10 @@ SCRUBBER = SecretScrubber()
 
 
 def setup(
-    level: str = "info", fmt: str = "text", audit_file: Path | None = None, secrets: Iterable[str] = ()
+    level: str = "info",
+    fmt: str = "text",
+    audit_file: Path | None = None,
+    secrets: Iterable[str] = (),
 ) -> None:
     """Configure the root logger once for the agent process or a CLI command."""
     for secret in secrets:

@@ -23,7 +23,7 @@ def make_labels(items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> La
     return tuple(sorted((str(k), str(v)) for k, v in pairs if v != ""))
 
 
-class MetricType(str, enum.Enum):
+class MetricType(enum.StrEnum):
     GAUGE = "gauge"
     COUNTER = "counter"
     UNTYPED = "untyped"
@@ -63,7 +63,7 @@ def sample(name: str, value: float, timestamp: float, **labels: str) -> Sample:
     return Sample(name, make_labels(labels), float(value), timestamp)
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
@@ -76,13 +76,13 @@ class Level(str, enum.Enum):
 _LEVEL_RANK = {Level.INFO: 1, Level.WARNING: 2, Level.CRITICAL: 3}
 
 
-class AlertState(str, enum.Enum):
+class AlertState(enum.StrEnum):
     PENDING = "pending"
     FIRING = "firing"
     RESOLVED = "resolved"
 
 
-class Priority(str, enum.Enum):
+class Priority(enum.StrEnum):
     P1 = "P1"
     P2 = "P2"
     P3 = "P3"
@@ -123,7 +123,7 @@ class Alert:
         return dict(self.labels).get(name, default)
 
 
-class RunState(str, enum.Enum):
+class RunState(enum.StrEnum):
     PENDING_APPROVAL = "pending_approval"
     APPROVED = "approved"
     REJECTED = "rejected"
@@ -174,7 +174,7 @@ class RemediationRun:
     preview: str = ""
 
 
-class TicketState(str, enum.Enum):
+class TicketState(enum.StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"
 

@@ -36,16 +36,22 @@ from remediation.tickets.local import LocalDesk
 log = logging.getLogger(__name__)
 
 AGENT_METRICS = (
-    MetricMeta("opswatch_rule_evaluation_duration_seconds", MetricType.GAUGE, "Last rule evaluation time."),
+    MetricMeta(
+        "opswatch_rule_evaluation_duration_seconds", MetricType.GAUGE, "Last rule evaluation time."
+    ),
     MetricMeta("opswatch_series", MetricType.GAUGE, "Series held in memory for window functions."),
-    MetricMeta("opswatch_state_store_up", MetricType.GAUGE, "1 if the last state store write succeeded."),
+    MetricMeta(
+        "opswatch_state_store_up", MetricType.GAUGE, "1 if the last state store write succeeded."
+    ),
 )
 
 
 def run_service(config: AgentConfig, store: Store) -> RunService:
     """The run lifecycle service for this config (also used by `opswatch runs approve`)."""
     runbooks_dir = config.remediation.runbooks_dir or runbooks.default_dir()
-    executor = RunbookExecutor(runbooks_dir, dict(config.remediation.runbooks), config.agent.state_dir / "runs")
+    executor = RunbookExecutor(
+        runbooks_dir, dict(config.remediation.runbooks), config.agent.state_dir / "runs"
+    )
     return RunService(store, executor, config.remediation, config.agent.name)
 
 
@@ -69,7 +75,10 @@ class Agent:
         self.rules = compile_rules(config.rules, {"host": config.agent.name})
         self.actions = {r.name: r.actions for r in config.rules}
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opswatch")
-        self.runners = [CollectorRunner(c, self.executor, clock) for c in build_host_collectors(config.collectors)]
+        self.runners = [
+            CollectorRunner(c, self.executor, clock)
+            for c in build_host_collectors(config.collectors)
+        ]
         self.meta = {m.name: m for m in (*SCHEDULER_METRICS, *AGENT_METRICS)}
         for runner in self.runners:
             self.meta.update((m.name, m) for m in runner.collector.describe())
@@ -96,7 +105,9 @@ class Agent:
             asyncio.create_task(every(1.0, self.remediate_once, self.stop)),
             asyncio.create_task(server.serve()),
         ]
-        log.info("agent started", extra={"listen": self.config.agent.listen, "rules": len(self.rules)})
+        log.info(
+            "agent started", extra={"listen": self.config.agent.listen, "rules": len(self.rules)}
+        )
         await self.stop.wait()
         server.should_exit = True
         await asyncio.wait(tasks, timeout=10)
@@ -110,7 +121,9 @@ class Agent:
         await asyncio.to_thread(self.store.migrate)
         now = self.clock()
         for run in await asyncio.to_thread(self.runs.recover, now):
-            log.warning("run was interrupted by a restart", extra={"run": run.id, "runbook": run.runbook})
+            log.warning(
+                "run was interrupted by a restart", extra={"run": run.id, "runbook": run.runbook}
+            )
         restored = await asyncio.to_thread(self.store.active_alerts, self.config.agent.name)
         self.alert_state = {a.fingerprint: status_from_alert(a) for a in restored}
         await asyncio.to_thread(self._refresh_counts)
@@ -118,8 +131,16 @@ class Agent:
     def _server(self) -> _Server:
         app = create_app(self.exporter, self.store, lambda: self.ready)
         cfg = self.config.agent
-        return _Server(uvicorn.Config(app, host=cfg.listen_host, port=cfg.listen_port, log_config=None,
-                                      access_log=False, lifespan="off"))
+        return _Server(
+            uvicorn.Config(
+                app,
+                host=cfg.listen_host,
+                port=cfg.listen_port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+        )
 
     async def _collect_loop(self, runner: CollectorRunner) -> None:
         async def job() -> None:
@@ -174,7 +195,11 @@ class Agent:
         self.store.save_alerts(alerts, now)
         for alert in alerts:
             actions = self.actions[alert.rule]
-            run = self.runs.on_alert(alert, actions, now) if alert.state is AlertState.FIRING else None
+            run = (
+                self.runs.on_alert(alert, actions, now)
+                if alert.state is AlertState.FIRING
+                else None
+            )
             self.desk.on_alert(alert, actions, run, now)
         for run in self.runs.expire(now):
             self.desk.on_run_update(run, now)

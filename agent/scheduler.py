@@ -7,6 +7,7 @@ others stay on time, because each has its own loop and a hung thread is never wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,9 +19,13 @@ from agent.model import MetricMeta, MetricType, Sample, sample
 log = logging.getLogger(__name__)
 
 SCHEDULER_METRICS = (
-    MetricMeta("opswatch_collector_up", MetricType.GAUGE, "1 if the collector's last run succeeded."),
     MetricMeta(
-        "opswatch_collector_duration_seconds", MetricType.GAUGE, "How long the collector's last run took."
+        "opswatch_collector_up", MetricType.GAUGE, "1 if the collector's last run succeeded."
+    ),
+    MetricMeta(
+        "opswatch_collector_duration_seconds",
+        MetricType.GAUGE,
+        "How long the collector's last run took.",
     ),
     MetricMeta(
         "opswatch_collector_last_success_timestamp_seconds",
@@ -45,7 +50,9 @@ class Collector(Protocol):
 class CollectorRunner:
     """Runs one collector in an executor under its timeout and never raises."""
 
-    def __init__(self, collector: Collector, executor: Executor, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, collector: Collector, executor: Executor, clock: Callable[[], float] = time.time
+    ):
         self.collector = collector
         self._executor = executor
         self._clock = clock
@@ -64,7 +71,9 @@ class CollectorRunner:
         try:
             samples = await asyncio.wait_for(asyncio.shield(self._inflight), self.collector.timeout)
         except TimeoutError:
-            log.error("collector timed out", extra={"collector": name, "timeout": self.collector.timeout})
+            log.error(
+                "collector timed out", extra={"collector": name, "timeout": self.collector.timeout}
+            )
             return self._health(now, False, time.monotonic() - started)
         except Exception as exc:
             log.error("collector failed: %s", exc, extra={"collector": name}, exc_info=exc)
@@ -80,13 +89,18 @@ class CollectorRunner:
         ]
         if self._last_success is not None:
             out.append(
-                sample("opswatch_collector_last_success_timestamp_seconds", self._last_success, now, collector=name)
+                sample(
+                    "opswatch_collector_last_success_timestamp_seconds",
+                    self._last_success,
+                    now,
+                    collector=name,
+                )
             )
         return out
 
 
 async def every(interval: float, job: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
-    """Run `job` every `interval` seconds until `stop` is set; missed ticks are skipped, not queued."""
+    """Run `job` every `interval` seconds until `stop` is set; missed ticks are skipped."""
     next_run = time.monotonic()
     while not stop.is_set():
         try:
@@ -97,7 +111,5 @@ async def every(interval: float, job: Callable[[], Awaitable[None]], stop: async
         now = time.monotonic()
         if next_run < now:
             next_run = now + interval - (now - next_run) % interval
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), next_run - now)
-        except TimeoutError:
-            pass

@@ -86,7 +86,9 @@ def agent_families(snapshot: Snapshot) -> Iterator[Metric]:
     for a in active:
         alert.add_sample("opswatch_alert", _alert_labels(a), 1.0)
     yield alert
-    counts = GaugeMetricFamily("opswatch_alerts", _AGENT_METRICS["opswatch_alerts"], labels=["state", "level"])
+    counts = GaugeMetricFamily(
+        "opswatch_alerts", _AGENT_METRICS["opswatch_alerts"], labels=["state", "level"]
+    )
     tally: dict[tuple[str, str], int] = {}
     for a in active:
         tally[(a.state.value, a.level.value)] = tally.get((a.state.value, a.level.value), 0) + 1
@@ -94,7 +96,9 @@ def agent_families(snapshot: Snapshot) -> Iterator[Metric]:
         counts.add_metric([state, level], n)
     yield counts
     runs = GaugeMetricFamily(
-        "opswatch_remediation_runs", _AGENT_METRICS["opswatch_remediation_runs"], labels=["runbook", "state"]
+        "opswatch_remediation_runs",
+        _AGENT_METRICS["opswatch_remediation_runs"],
+        labels=["runbook", "state"],
     )
     for (runbook, state), n in sorted(snapshot.run_counts.items()):
         runs.add_metric([runbook, state], n)

@@ -22,18 +22,29 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def config_for(tmp_path: Path, spool: Path, port: int) -> Path:
-    return write_config(tmp_path / "agent.yaml", {
-        "agent": {"name": "crashhost", "state_dir": "state", "listen": f"127.0.0.1:{port}"},
-        "collectors": {**only_collectors("paths"),
-                       "paths": {"interval": "1s", "watch": [{"name": "spool", "path": str(spool)}]}},
-        "evaluation": {"interval": "1s"},
-        "rules": [{
-            "name": "SpoolNotEmpty", "expr": 'opswatch_path_files{name="spool"}', "critical": 0,
-            "actions": {"runbook": "slow_fix", "approval": "auto", "ticket": True},
-        }],
-        "remediation": {"runbooks_dir": str(FIXTURES / "runbooks"),
-                        "runbooks": {"slow_fix": {"playbook": "slow_fix.yml", "timeout": "5m"}}},
-    })
+    return write_config(
+        tmp_path / "agent.yaml",
+        {
+            "agent": {"name": "crashhost", "state_dir": "state", "listen": f"127.0.0.1:{port}"},
+            "collectors": {
+                **only_collectors("paths"),
+                "paths": {"interval": "1s", "watch": [{"name": "spool", "path": str(spool)}]},
+            },
+            "evaluation": {"interval": "1s"},
+            "rules": [
+                {
+                    "name": "SpoolNotEmpty",
+                    "expr": 'opswatch_path_files{name="spool"}',
+                    "critical": 0,
+                    "actions": {"runbook": "slow_fix", "approval": "auto", "ticket": True},
+                }
+            ],
+            "remediation": {
+                "runbooks_dir": str(FIXTURES / "runbooks"),
+                "runbooks": {"slow_fix": {"playbook": "slow_fix.yml", "timeout": "5m"}},
+            },
+        },
+    )
 
 
 def runs(config: Path) -> list[dict[str, Any]]:
@@ -52,19 +63,25 @@ def test_killed_run_is_interrupted_and_not_repeated(tmp_path: Path) -> None:
     try:
         first.wait_ready()
         wait_for("the run to start", lambda: [r for r in runs(config) if r["state"] == "running"])
-        wait_for("ansible to be running", lambda: [c for c in first.children() if c.name() == "sleep"])
+        wait_for(
+            "ansible to be running", lambda: [c for c in first.children() if c.name() == "sleep"]
+        )
     finally:
         first.kill()
 
     second = AgentProcess(config, port, tmp_path)
     try:
         second.wait_ready()
-        (run,) = wait_for("the run to be marked interrupted",
-                          lambda: [r for r in runs(config) if r["state"] == "interrupted"])
+        (run,) = wait_for(
+            "the run to be marked interrupted",
+            lambda: [r for r in runs(config) if r["state"] == "interrupted"],
+        )
         # The alert is still firing (the spool is not empty); give the agent several cycles.
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
-            assert not [c for c in second.children() if c.name() == "sleep"], "the run was started again"
+            assert not [c for c in second.children() if c.name() == "sleep"], (
+                "the run was started again"
+            )
             time.sleep(0.5)
         assert [r["id"] for r in runs(config)] == [run["id"]]
         assert 'alertname="SpoolNotEmpty"' in second.metrics()

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent.store import Store
 from support.agentproc import (
     OPSWATCH,
     cli,
@@ -28,6 +27,8 @@ from support.agentproc import (
     wait_for,
     write_config,
 )
+
+from agent.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -52,21 +53,46 @@ def agent_config(tmp_path: Path, logs: Path, port: int, **rule_extra: Any) -> Pa
         "warning": 1024 * 1024,
         "for": "2s",
         "annotations": {"summary": "{path} holds {value} bytes, limit {threshold}"},
-        "actions": {"ticket": True, "runbook": "clean_directory", "approval": "required",
-                    "vars": {"path": "{path}"}},
+        "actions": {
+            "ticket": True,
+            "runbook": "clean_directory",
+            "approval": "required",
+            "vars": {"path": "{path}"},
+        },
     }
     rule.update(rule_extra)
-    return write_config(tmp_path / "agent.yaml", {
-        "agent": {"name": "testhost", "state_dir": "state", "listen": f"127.0.0.1:{port}",
-                  "log": {"level": "info", "format": "json"}},
-        "collectors": {**only_collectors("paths", "memory", "loadavg", "cpu"),
-                       "paths": {"interval": "1s", "watch": [{"name": "applogs", "path": str(logs)}]}},
-        "evaluation": {"interval": "1s"},
-        "rules": [rule],
-        "remediation": {"approval_ttl": "10m", "verify_within": "2m", "runbooks": {
-            "clean_directory": {"playbook": "clean_directory.yml", "timeout": "2m", "vars": {
-                "roots": [str(logs.parent)], "older_than_days": 7, "mode": "remove"}}}},
-    })
+    return write_config(
+        tmp_path / "agent.yaml",
+        {
+            "agent": {
+                "name": "testhost",
+                "state_dir": "state",
+                "listen": f"127.0.0.1:{port}",
+                "log": {"level": "info", "format": "json"},
+            },
+            "collectors": {
+                **only_collectors("paths", "memory", "loadavg", "cpu"),
+                "paths": {"interval": "1s", "watch": [{"name": "applogs", "path": str(logs)}]},
+            },
+            "evaluation": {"interval": "1s"},
+            "rules": [rule],
+            "remediation": {
+                "approval_ttl": "10m",
+                "verify_within": "2m",
+                "runbooks": {
+                    "clean_directory": {
+                        "playbook": "clean_directory.yml",
+                        "timeout": "2m",
+                        "vars": {
+                            "roots": [str(logs.parent)],
+                            "older_than_days": 7,
+                            "mode": "remove",
+                        },
+                    }
+                },
+            },
+        },
+    )
 
 
 def runs(config: Path) -> list[dict[str, Any]]:
@@ -89,8 +115,8 @@ def metric(text: str, metric_name: str, **labels: str) -> float | None:
     return None
 
 
-# node_exporter's meminfo names keep the kernel's CamelCase field names (node_memory_MemTotal_bytes);
-# promtool's linter flags them on node_exporter itself. We keep them so existing dashboards work.
+# node_exporter's meminfo names keep the kernel's CamelCase fields (node_memory_MemTotal_bytes);
+# promtool's linter flags them on node_exporter itself. We keep them so dashboards work.
 NODE_EXPORTER_CAMELCASE = re.compile(
     r"^node_memory_[A-Za-z0-9_()]+ metric names should be written in 'snake_case' not 'camelCase'$"
 )
@@ -99,15 +125,29 @@ NODE_EXPORTER_CAMELCASE = re.compile(
 def promtool_check(text: str) -> None:
     """promtool parses the exposition and finds nothing but node_exporter's own CamelCase names."""
     promtool = shutil.which("promtool")
-    assert promtool, "promtool (Debian package prometheus) is required: run scripts/install-test-peers"
-    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
-                          timeout=60, check=False)
+    assert promtool, (
+        "promtool (Debian package prometheus) is required: run scripts/install-test-peers"
+    )
+    proc = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     findings = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     assert proc.returncode in (0, 3), f"promtool could not parse the exposition: {findings}"
     assert [f for f in findings if not NODE_EXPORTER_CAMELCASE.match(f)] == []
     without_meminfo = "\n".join(ln for ln in text.splitlines() if "node_memory_" not in ln) + "\n"
-    strict = subprocess.run([promtool, "check", "metrics"], input=without_meminfo, capture_output=True,
-                            text=True, timeout=60, check=False)
+    strict = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=without_meminfo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert strict.returncode == 0, strict.stdout + strict.stderr
 
 
@@ -123,8 +163,10 @@ def test_fault_alert_approval_fix_and_ticket(tmp_path: Path) -> None:
     extra_env = {"OPSWATCH_MARKER": str(marker)}
 
     with running_agent(config, port, tmp_path, extra_env) as agent:
-        pending = wait_for("a run waiting for approval",
-                           lambda: [r for r in runs(config) if r["state"] == "pending_approval"])
+        pending = wait_for(
+            "a run waiting for approval",
+            lambda: [r for r in runs(config) if r["state"] == "pending_approval"],
+        )
         (run,) = pending
         assert run["runbook"] == "clean_directory"
         assert run["variables"]["path"] == str(logs)
@@ -139,9 +181,19 @@ def test_fault_alert_approval_fix_and_ticket(tmp_path: Path) -> None:
         assert str(logs) in shown
 
         text = agent.metrics()
-        assert metric(text, "opswatch_alert", alertname="LogDirectoryOverLimit", alertstate="firing") == 1
-        assert metric(text, "opswatch_remediation_runs", runbook="clean_directory",
-                      state="pending_approval") == 1
+        assert (
+            metric(text, "opswatch_alert", alertname="LogDirectoryOverLimit", alertstate="firing")
+            == 1
+        )
+        assert (
+            metric(
+                text,
+                "opswatch_remediation_runs",
+                runbook="clean_directory",
+                state="pending_approval",
+            )
+            == 1
+        )
         assert metric(text, "opswatch_tickets_open", priority="P2") == 1
         assert metric(text, "opswatch_path_size_bytes", name="applogs") > 1024 * 1024
         assert metric(text, "opswatch_collector_up", collector="paths") == 1
@@ -151,27 +203,43 @@ def test_fault_alert_approval_fix_and_ticket(tmp_path: Path) -> None:
         assert len(list(logs.glob("app.*.log.gz"))) == 30
 
         # Two engineers approve at once: exactly one wins, the run happens once.
-        racers = [subprocess.Popen(
-            [OPSWATCH, "runs", "approve", run["id"], "--as", who, "-c",
-             str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for who in ("alice", "bob")]
+        racers = [
+            subprocess.Popen(
+                [OPSWATCH, "runs", "approve", run["id"], "--as", who, "-c", str(config)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for who in ("alice", "bob")
+        ]
         outcomes = [(p.wait(60), *p.communicate()) for p in racers]
         assert sorted(rc for rc, _, _ in outcomes) == [0, 1], outcomes
         loser = next(err for rc, _, err in outcomes if rc == 1)
         assert "already approved" in loser
 
-        done = wait_for("the run to finish", lambda: [
-            r for r in runs(config) if r["state"] in ("succeeded", "verified", "failed")], timeout=120)
-        assert done[0]["state"] in ("succeeded", "verified"), cli(config, "runs", "show", run["id"]).stdout
+        done = wait_for(
+            "the run to finish",
+            lambda: [r for r in runs(config) if r["state"] in ("succeeded", "verified", "failed")],
+            timeout=120,
+        )
+        assert done[0]["state"] in ("succeeded", "verified"), cli(
+            config, "runs", "show", run["id"]
+        ).stdout
         assert sorted(p.name for p in logs.iterdir()) == [f"current-{i}.log" for i in range(3)]
 
-        resolved = wait_for("the ticket to be resolved",
-                            lambda: [t for t in tickets(config) if t["state"] == "resolved"], timeout=60)
+        resolved = wait_for(
+            "the ticket to be resolved",
+            lambda: [t for t in tickets(config) if t["state"] == "resolved"],
+            timeout=60,
+        )
         detail = cli_json(config, "tickets", "show", str(resolved[0]["id"]))
         assert run["id"] in detail["resolution"]
         assert "clean_directory" in detail["resolution"]
-        assert wait_for("the run to be verified",
-                        lambda: [r for r in runs(config) if r["state"] == "verified"], timeout=30)
+        assert wait_for(
+            "the run to be verified",
+            lambda: [r for r in runs(config) if r["state"] == "verified"],
+            timeout=30,
+        )
         assert len(runs(config)) == 1, "the run must happen exactly once"
 
         def cleared() -> str | None:
@@ -183,8 +251,13 @@ def test_fault_alert_approval_fix_and_ticket(tmp_path: Path) -> None:
         text = wait_for("metrics to show the fix", cleared, timeout=30)
         assert metric(text, "opswatch_tickets_open", priority="P2") == 0
         promtool_check(text)
-        approvals = [e for e in Store(f"sqlite:///{tmp_path / 'state' / 'opswatch.db'}").list_audit()
-                     if e.action == "run.approve"]
-        assert [(e.actor in ("alice", "bob"), e.object) for e in approvals] == [(True, f"run/{run['id']}")]
+        approvals = [
+            e
+            for e in Store(f"sqlite:///{tmp_path / 'state' / 'opswatch.db'}").list_audit()
+            if e.action == "run.approve"
+        ]
+        assert [(e.actor in ("alice", "bob"), e.object) for e in approvals] == [
+            (True, f"run/{run['id']}")
+        ]
 
     assert not marker.exists(), "a Jinja expression from a file or directory name was executed"

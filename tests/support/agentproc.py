@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,7 +30,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, every: float = 0.25) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60.0, every: float = 0.25
+) -> T:
     """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -49,11 +51,18 @@ def env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def cli(config: Path, *args: str, check: bool = True, extra_env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def cli(
+    config: Path, *args: str, check: bool = True, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `opswatch ARGS -c CONFIG` and return the finished process."""
-    proc = subprocess.run([OPSWATCH, *args, "-c", str(config)], capture_output=True, text=True,
-                          env=env(extra_env), timeout=120, check=False)
+    proc = subprocess.run(
+        [OPSWATCH, *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env=env(extra_env),
+        timeout=120,
+        check=False,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"opswatch {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
@@ -69,8 +78,13 @@ class AgentProcess:
     def __init__(self, config: Path, port: int, cwd: Path, extra_env: dict[str, str] | None = None):
         self.config, self.port, self.url = config, port, f"http://127.0.0.1:{port}"
         self.log = (cwd / f"agent-{time.monotonic_ns()}.log").open("w")
-        self.proc = subprocess.Popen([OPSWATCH, "run", "-c", str(config)], cwd=cwd, env=env(extra_env),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [OPSWATCH, "run", "-c", str(config)],
+            cwd=cwd,
+            env=env(extra_env),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=5)
@@ -105,10 +119,8 @@ class AgentProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
         for child in orphans:
-            try:
+            with suppress(psutil.NoSuchProcess):
                 child.kill()
-            except psutil.NoSuchProcess:
-                pass
 
     def stop(self) -> int:
         """SIGTERM and wait; SIGKILL if it does not stop within 20 s. Returns the exit code."""
@@ -127,8 +139,9 @@ class AgentProcess:
 
 
 @contextmanager
-def running_agent(config: Path, port: int, cwd: Path, extra_env: dict[str, str] | None = None
-                  ) -> Iterator[AgentProcess]:
+def running_agent(
+    config: Path, port: int, cwd: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[AgentProcess]:
     agent = AgentProcess(config, port, cwd, extra_env)
     try:
         agent.wait_ready()
@@ -144,6 +157,16 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
 def only_collectors(*enabled: str, interval: str = "1s") -> dict[str, Any]:
     """A collectors section with every collector off except `enabled`, all at `interval`."""
-    names = ["cpu", "loadavg", "memory", "filesystem", "diskstats", "netdev", "boot", "hwmon",
-             "processes", "paths"]
+    names = [
+        "cpu",
+        "loadavg",
+        "memory",
+        "filesystem",
+        "diskstats",
+        "netdev",
+        "boot",
+        "hwmon",
+        "processes",
+        "paths",
+    ]
     return {n: {"enabled": n in enabled, "interval": interval} for n in names}

@@ -49,7 +49,9 @@ def test_every_problem_is_listed_with_path_and_line() -> None:
     found = problems(BAD)
     assert found["agent.listen"] == ("expected HOST:PORT, got 'localhost'", 3)
     assert found["collectors.cpu.intervall"] == ("unknown key (did you mean 'interval'?)", 5)
-    assert found["collectors.paths.watch[0].recursve"][0] == "unknown key (did you mean 'recursive'?)"
+    assert (
+        found["collectors.paths.watch[0].recursve"][0] == "unknown key (did you mean 'recursive'?)"
+    )
     assert found["collectors.paths.watch[0].recursve"][1] == 8
     assert found["rules[1]"][0].startswith("info, warning and critical must grow")
     assert found["rules[1]"][1] == 13
@@ -88,27 +90,37 @@ remediation:
 """
     found = problems(text)
     assert found["rules[0].actions.runbook"] == (
-        "unknown runbook 'clean_directroy' (did you mean 'clean_directory'?)", 5
+        "unknown runbook 'clean_directroy' (did you mean 'clean_directory'?)",
+        5,
     )
     assert found["rules[1].name"] == ("duplicate rule name 'a'", 6)
 
 
 def test_yaml_syntax_error_has_a_line() -> None:
     found = problems("agent:\n  name: [unclosed\n")
-    (message, line), = found.values()
+    ((message, line),) = found.values()
     assert message.startswith("not valid YAML")
     assert line is not None
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90.0), ("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0), ("500ms", 0.5), ("2d", 172800.0)],
+    [
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("500ms", 0.5),
+        ("2d", 172800.0),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert config.parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(("text", "size"), [("100", 100), ("1KiB", 1024), ("2G", 2e9), ("1.5MiB", 1572864)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("100", 100), ("1KiB", 1024), ("2G", 2e9), ("1.5MiB", 1572864)]
+)
 def test_sizes(text: str, size: float) -> None:
     assert config.parse_size(text) == size
 
@@ -145,8 +157,13 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
 def test_the_shipped_agent_yaml_is_valid() -> None:
     cfg = config.load(REPO / "agent.yaml")
     names = {r.name for r in cfg.rules}
-    assert {"FilesystemAlmostFull", "MemoryPressure", "SustainedLoad", "WatchedProcessDown",
-            "LogDirectoryOverLimit"} <= names
+    assert {
+        "FilesystemAlmostFull",
+        "MemoryPressure",
+        "SustainedLoad",
+        "WatchedProcessDown",
+        "LogDirectoryOverLimit",
+    } <= names
     assert cfg.agent.listen_port == config.DEFAULT_PORT
 
 

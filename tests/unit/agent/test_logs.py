@@ -30,7 +30,9 @@ def test_text_lines_append_extra_fields() -> None:
 
 def test_secrets_are_scrubbed_from_message_args_and_fields() -> None:
     scrubber = SecretScrubber(["s3cret-pass"])
-    rec = record("connect %s", "postgresql://u:s3cret-pass@db/x", url="postgresql://u:s3cret-pass@db")
+    rec = record(
+        "connect %s", "postgresql://u:s3cret-pass@db/x", url="postgresql://u:s3cret-pass@db"
+    )
     scrubber.filter(rec)
     text = JsonFormatter().format(rec)
     assert "s3cret-pass" not in text

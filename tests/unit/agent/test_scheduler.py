@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,10 @@ def test_success_reports_up_and_duration() -> None:
 def test_raising_collector_is_down_not_fatal() -> None:
     with ThreadPoolExecutor(4) as pool:
         out = run(CollectorRunner(Raising("bad", 0), pool).run_once())
-    assert values(out) == {"opswatch_collector_up": 0.0, "opswatch_collector_duration_seconds": out[1].value}
+    assert values(out) == {
+        "opswatch_collector_up": 0.0,
+        "opswatch_collector_duration_seconds": out[1].value,
+    }
     assert out[0].labels == (("collector", "bad"),)
 
 
@@ -105,5 +109,5 @@ def test_every_runs_on_schedule_and_survives_a_failing_job() -> None:
 
     asyncio.run(scenario())
     assert len(calls) == 4
-    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert all(0.03 < g < 0.5 for g in gaps)

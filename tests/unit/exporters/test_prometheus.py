@@ -17,7 +17,9 @@ from agent.model import (
 from exporters.prometheus import MetricsExporter, Snapshot
 
 META = {
-    "node_cpu_seconds_total": MetricMeta("node_cpu_seconds_total", MetricType.COUNTER, "CPU seconds."),
+    "node_cpu_seconds_total": MetricMeta(
+        "node_cpu_seconds_total", MetricType.COUNTER, "CPU seconds."
+    ),
     "node_load1": MetricMeta("node_load1", MetricType.GAUGE, "1m load average."),
 }
 
@@ -32,22 +34,30 @@ def parse(body: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 def alert(state: AlertState, level: Level, **labels: str) -> Alert:
     return Alert(
-        fingerprint="f" * 16, rule="DiskFull", state=state, level=level,
-        labels=make_labels({"host": "web1", **labels}), annotations=(), value=97.0,
-        starts_at=100.0, priority=Priority.P1,
+        fingerprint="f" * 16,
+        rule="DiskFull",
+        state=state,
+        level=level,
+        labels=make_labels({"host": "web1", **labels}),
+        annotations=(),
+        value=97.0,
+        starts_at=100.0,
+        priority=Priority.P1,
     )
 
 
 def test_samples_render_with_types_and_labels() -> None:
     exporter = MetricsExporter(process_metrics=False)
-    exporter.publish(Snapshot(
-        samples=[
-            sample("node_cpu_seconds_total", 12.5, 1.0, cpu="0", mode="idle"),
-            sample("node_load1", 0.25, 1.0),
-            sample("node_load1", 0.5, 2.0),  # a later reading of the same series wins
-        ],
-        meta=META,
-    ))
+    exporter.publish(
+        Snapshot(
+            samples=[
+                sample("node_cpu_seconds_total", 12.5, 1.0, cpu="0", mode="idle"),
+                sample("node_load1", 0.25, 1.0),
+                sample("node_load1", 0.5, 2.0),  # a later reading of the same series wins
+            ],
+            meta=META,
+        )
+    )
     body = exporter.render()
     assert b"# TYPE node_cpu_seconds_total counter" in body
     assert b"# TYPE node_load1 gauge" in body
@@ -58,19 +68,34 @@ def test_samples_render_with_types_and_labels() -> None:
 
 def test_agent_state_is_exported() -> None:
     exporter = MetricsExporter(process_metrics=False)
-    exporter.publish(Snapshot(
-        alerts=[alert(AlertState.FIRING, Level.CRITICAL, mountpoint="/"),
-                alert(AlertState.RESOLVED, Level.WARNING, mountpoint="/srv")],
-        run_counts={("clean_directory", "succeeded"): 2},
-        open_tickets={Priority.P1: 1},
-    ))
+    exporter.publish(
+        Snapshot(
+            alerts=[
+                alert(AlertState.FIRING, Level.CRITICAL, mountpoint="/"),
+                alert(AlertState.RESOLVED, Level.WARNING, mountpoint="/srv"),
+            ],
+            run_counts={("clean_directory", "succeeded"): 2},
+            open_tickets={Priority.P1: 1},
+        )
+    )
     parsed = parse(exporter.render())
-    assert parsed["opswatch_alert"] == [({
-        "alertname": "DiskFull", "alertstate": "firing", "level": "critical", "priority": "P1",
-        "host": "web1", "mountpoint": "/",
-    }, 1.0)]
+    assert parsed["opswatch_alert"] == [
+        (
+            {
+                "alertname": "DiskFull",
+                "alertstate": "firing",
+                "level": "critical",
+                "priority": "P1",
+                "host": "web1",
+                "mountpoint": "/",
+            },
+            1.0,
+        )
+    ]
     assert parsed["opswatch_alerts"] == [({"state": "firing", "level": "critical"}, 1.0)]
-    assert parsed["opswatch_remediation_runs"] == [({"runbook": "clean_directory", "state": "succeeded"}, 2.0)]
+    assert parsed["opswatch_remediation_runs"] == [
+        ({"runbook": "clean_directory", "state": "succeeded"}, 2.0)
+    ]
     assert ({"priority": "P1"}, 1.0) in parsed["opswatch_tickets_open"]
     assert ({"priority": "P3"}, 0.0) in parsed["opswatch_tickets_open"]
 
@@ -96,5 +121,5 @@ def test_render_is_cached_until_the_next_publish() -> None:
 def test_process_metrics_of_the_agent_itself() -> None:
     exporter = MetricsExporter(process_metrics=True)
     parsed = parse(exporter.render())
-    (labels, rss), = parsed["process_resident_memory_bytes"]
+    ((_labels, rss),) = parsed["process_resident_memory_bytes"]
     assert rss > 1_000_000
