@@ -206,6 +206,11 @@ class Agent:
         firing = {a.fingerprint for a in alerts if a.state is AlertState.FIRING}
         for run in self.runs.verify(firing, now):
             self.desk.on_run_update(run, now)
+        # Level-triggered: a clear this agent missed (the database was down that cycle) is
+        # caught up here, so no ticket stays open for a fault that is gone.
+        self.desk.reconcile(
+            {a.fingerprint for a in alerts if a.state is not AlertState.RESOLVED}, now
+        )
         self._refresh_counts()
 
     def _refresh_counts(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from agent.config import RuleActions, TicketsSection
 from agent.errors import ConflictError
-from agent.model import Alert, AlertState, Priority, RemediationRun, Ticket
+from agent.model import Alert, AlertState, Priority, RemediationRun, Ticket, TicketState
 from agent.rules import format_value
 from agent.store import NewTicket, Store
 from agent.store_runs import iso
@@ -123,6 +123,24 @@ class LocalDesk:
         except ConflictError:
             return None  # resolved by another writer meanwhile
         log.info("ticket resolved", extra={"ticket": ticket.id})
+        return resolved
+
+    def reconcile(self, active: set[str], now: float) -> list[Ticket]:
+        """Resolve open tickets whose alert is no longer active: a clear missed while down."""
+        resolved = []
+        for ticket in self.store.list_tickets(TicketState.OPEN, limit=1000, agent=self.agent):
+            if ticket.fingerprint in active:
+                continue
+            run = self._latest_run(ticket.fingerprint, ticket.opened_at)
+            outcome = f" Remediation: {describe_run(run)}." if run else " No remediation run."
+            try:
+                resolved.append(
+                    self.store.resolve_ticket(
+                        ticket.id, f"Alert no longer active at {iso(now)}.{outcome}", now
+                    )
+                )
+            except ConflictError:
+                continue  # resolved by another writer meanwhile
         return resolved
 
     def _latest_run(self, fingerprint: str, since: float) -> RemediationRun | None:

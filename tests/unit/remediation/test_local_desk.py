@@ -140,3 +140,20 @@ def test_label_text_cannot_forge_ticket_lines_or_be_templated(
     assert "  mountpoint: /x\\x0aPriority:    P3 general {{ 7*7 }}" in ticket.body.splitlines()
     assert "Priority:    P1 urgent" in ticket.body.splitlines()
     assert "49" not in ticket.body
+
+
+def test_a_clear_missed_while_the_database_was_down_is_caught_up(
+    desk: LocalDesk, store: Store, make_alert: AlertFactory
+) -> None:
+    desk.on_alert(make_alert(), TICKET, None, NOW)
+    desk.on_alert(make_alert(fingerprint="fp2", labels=(("host", "web1"), ("mountpoint", "/srv"))),
+                  TICKET, None, NOW)  # fmt: skip
+    # The RESOLVED alert of fp1 was never delivered; the next cycle only sees fp2 still active.
+    resolved = desk.reconcile({"fp2"}, NOW + 60)
+    assert [t.fingerprint for t in resolved] == ["fp1"]
+    assert resolved[0].resolution == (
+        "Alert no longer active at 2023-11-14T22:14:20Z. No remediation run."
+    )
+    states = {t.fingerprint: t.state for t in store.list_tickets()}
+    assert states == {"fp1": TicketState.RESOLVED, "fp2": TicketState.OPEN}
+    assert desk.reconcile({"fp2"}, NOW + 120) == []
