@@ -12,8 +12,8 @@ import enum
 import hashlib
 import re
 import zoneinfo
-from datetime import datetime, time
 from collections.abc import Callable, Mapping
+from datetime import datetime, time
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
