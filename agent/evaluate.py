@@ -223,7 +223,7 @@ def _absent(arg: RangeSelector, selected: Iterable[Series], now: float) -> Vecto
 
 def window_fits(node: Expr, view: SeriesView, now: float) -> dict[Labels, Fit]:
     """The line behind the first prediction in `node`, per series (to rate its confidence)."""
-    call = _first_prediction(node)
+    call = first_prediction(node)
     if call is None:
         return {}
     out: dict[Labels, Fit] = {}
@@ -235,10 +235,11 @@ def window_fits(node: Expr, view: SeriesView, now: float) -> dict[Labels, Fit]:
     return out
 
 
-def _first_prediction(node: Expr) -> Call | None:
+def first_prediction(node: Expr) -> Call | None:
+    """The first `predict_linear` / `time_to_threshold` call in `node`, depth first."""
     if isinstance(node, Call) and node.func in PREDICTIONS:
         return node
-    return next((c for c in map(_first_prediction, children(node)) if c is not None), None)
+    return next((c for c in map(first_prediction, children(node)) if c is not None), None)
 
 
 # ---------------------------------------------------------------------------------------------
