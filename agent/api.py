@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
-from fastapi import FastAPI, HTTPException, Response
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
-from agent.model import Alert, RemediationRun, RunState, Ticket, TicketState
+from agent.model import RemediationRun, RunState, Ticket, TicketState
 from exporters.prometheus import CONTENT_TYPE, MetricsExporter
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 class StateReader(Protocol):
@@ -52,51 +59,81 @@ def _run_summary(run: RemediationRun) -> dict[str, Any]:
     return data
 
 
-def create_app(exporter: MetricsExporter, store: StateReader, ready: Callable[[], bool]) -> FastAPI:
-    """The FastAPI application; `ready` says whether start-up (migrations, first cycle) is done."""
-    app = FastAPI(title="OpsWatch agent", version="1", docs_url=None, redoc_url=None)
+def _enum_param(request: Request, name: str, kind: type[E]) -> E | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(str(v.value) for v in kind.__members__.values())
+        raise HTTPException(400, f"{name} must be one of: {allowed}") from None
 
-    @app.get("/metrics")
-    def metrics() -> Response:
+
+def _int_param(request: Request, name: str, default: int, most: int) -> int:
+    raw = request.query_params.get(name, str(default))
+    if not raw.isdigit():
+        raise HTTPException(400, f"{name} must be a whole number")
+    return min(int(raw), most)
+
+
+def _text(body: str, status: int = 200) -> PlainTextResponse:
+    return PlainTextResponse(body, status_code=status)
+
+
+def create_app(
+    exporter: MetricsExporter, store: StateReader, ready: Callable[[], bool]
+) -> Starlette:
+    """The ASGI application; `ready` says whether start-up (migrations, first cycle) is done."""
+
+    async def metrics(request: Request) -> Response:
         return Response(exporter.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/-/healthy")
-    def healthy() -> Response:
-        return Response("OK\n", media_type="text/plain")
+    async def healthy(request: Request) -> Response:
+        return _text("OK\n")
 
-    @app.get("/-/ready")
-    def is_ready() -> Response:
-        if not ready():
-            return Response("starting\n", status_code=503, media_type="text/plain")
-        return Response("OK\n", media_type="text/plain")
+    async def is_ready(request: Request) -> Response:
+        return _text("OK\n") if ready() else _text("starting\n", 503)
 
-    @app.get("/api/v1/alerts")
-    def alerts() -> list[dict[str, Any]]:
-        current: Sequence[Alert] = exporter.snapshot.alerts
-        return [to_json(a) for a in current]
+    async def alerts(request: Request) -> Response:
+        return JSONResponse([to_json(a) for a in exporter.snapshot.alerts])
 
-    @app.get("/api/v1/runs")
-    def runs(state: RunState | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return [_run_summary(r) for r in store.list_runs(state=state, limit=min(limit, 1000))]
+    async def runs(request: Request) -> Response:
+        state = _enum_param(request, "state", RunState)
+        limit = _int_param(request, "limit", 100, 1000)
+        found = await run_in_threadpool(store.list_runs, state, limit)
+        return JSONResponse([_run_summary(r) for r in found])
 
-    @app.get("/api/v1/runs/{run_id}")
-    def run(run_id: str) -> dict[str, Any]:
-        found = store.get_run(run_id)
+    async def run(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        found = await run_in_threadpool(store.get_run, run_id)
         if found is None:
             raise HTTPException(404, f"no run {run_id}")
-        result: dict[str, Any] = to_json(found)
-        return result
+        return JSONResponse(to_json(found))
 
-    @app.get("/api/v1/tickets")
-    def tickets(state: TicketState | None = None) -> list[dict[str, Any]]:
-        return [to_json(t) for t in store.list_tickets(state=state)]
+    async def tickets(request: Request) -> Response:
+        state = _enum_param(request, "state", TicketState)
+        found = await run_in_threadpool(store.list_tickets, state)
+        return JSONResponse([to_json(t) for t in found])
 
-    @app.get("/api/v1/tickets/{ticket_id}")
-    def ticket(ticket_id: int) -> dict[str, Any]:
-        found = store.get_ticket(ticket_id)
+    async def ticket(request: Request) -> Response:
+        found = await run_in_threadpool(store.get_ticket, request.path_params["ticket_id"])
         if found is None:
-            raise HTTPException(404, f"no ticket {ticket_id}")
-        result: dict[str, Any] = to_json(found)
-        return result
+            raise HTTPException(404, f"no ticket {request.path_params['ticket_id']}")
+        return JSONResponse(to_json(found))
 
-    return app
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    routes = [
+        Route("/metrics", metrics),
+        Route("/-/healthy", healthy),
+        Route("/-/ready", is_ready),
+        Route("/api/v1/alerts", alerts),
+        Route("/api/v1/runs", runs),
+        Route("/api/v1/runs/{run_id}", run),
+        Route("/api/v1/tickets", tickets),
+        Route("/api/v1/tickets/{ticket_id:int}", ticket),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

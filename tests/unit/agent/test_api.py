@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from agent.api import create_app
 from agent.model import Alert, AlertState, Level, Priority, make_labels, sample
@@ -70,3 +70,11 @@ def test_nothing_mutates_over_http(store: Store) -> None:
     http, _ = client(store)
     assert http.post("/api/v1/runs/x/approve").status_code in (404, 405)
     assert http.delete("/api/v1/runs/x").status_code == 405
+
+
+def test_bad_query_parameters_get_a_clear_400(store: Store) -> None:
+    http, _ = client(store)
+    response = http.get("/api/v1/runs?state=bogus")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("state must be one of: pending_approval, approved")
+    assert http.get("/api/v1/runs?limit=-1").status_code == 400

@@ -357,3 +357,18 @@ def test_decisions_are_audited_in_the_table_and_the_audit_log(
     logged = [r.getMessage() for r in caplog.records if r.name == "opswatch.audit"]
     assert logged == [f"alice run.approve run/{run_id} {{\"reason\": null}}",
                       'bob config.reload agent/web1 {"rules": 3}']  # fmt: skip
+
+
+def test_schema_head_constant_matches_the_migrations(tmp_path: Path) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from agent.store import MIGRATIONS, SCHEMA_HEAD
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+    store = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert store.schema_revision() is None
+    store.migrate()
+    assert store.schema_revision() == SCHEMA_HEAD
