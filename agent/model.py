@@ -63,6 +63,21 @@ def sample(name: str, value: float, timestamp: float, **labels: str) -> Sample:
     return Sample(name, make_labels(labels), float(value), timestamp)
 
 
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened at an instant (an SNMP trap, a webhook call), not a reading."""
+
+    name: str
+    """What happened, e.g. `linkDown`, `coldStart`, or a user-mapped trap name."""
+    labels: Labels
+    """Identifying labels (device, ifIndex, ifName...): rules match and fingerprint on these."""
+    fields: Labels
+    """Everything else the event carried, as text (untrusted: data, never a template)."""
+    timestamp: float
+    source: str
+    """`snmp_trap`, `webhook`, ..."""
+
+
 class Level(enum.StrEnum):
     INFO = "info"
     WARNING = "warning"

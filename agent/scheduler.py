@@ -36,7 +36,11 @@ SCHEDULER_METRICS = (
 
 
 class Collector(Protocol):
-    """What the scheduler needs of a collector (see collector.base for the full protocol)."""
+    """What the scheduler needs of a collector (see collector.base for the full protocol).
+
+    A collector may instead offer `async def acollect(now) -> list[Sample]`; the runner then
+    awaits it on the event loop (under the same timeout) rather than using a thread.
+    """
 
     name: str
     interval: float
@@ -66,8 +70,12 @@ class CollectorRunner:
         if self._inflight is not None and not self._inflight.done():
             log.warning("collector still hung from an earlier run", extra={"collector": name})
             return self._health(now, False, time.monotonic() - started)
-        loop = asyncio.get_running_loop()
-        self._inflight = loop.run_in_executor(self._executor, self.collector.collect, now)
+        acollect = getattr(self.collector, "acollect", None)
+        if acollect is not None:  # a native asyncio collector (the SNMP poller): no thread
+            self._inflight = asyncio.ensure_future(acollect(now))
+        else:
+            loop = asyncio.get_running_loop()
+            self._inflight = loop.run_in_executor(self._executor, self.collector.collect, now)
         try:
             samples = await asyncio.wait_for(asyncio.shield(self._inflight), self.collector.timeout)
         except TimeoutError:

@@ -111,3 +111,22 @@ def test_every_runs_on_schedule_and_survives_a_failing_job() -> None:
     assert len(calls) == 4
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert all(0.03 < g < 0.5 for g in gaps)
+
+
+class AsyncCollector(Fixed):
+    def __init__(self, name: str, delay: float, timeout: float) -> None:
+        super().__init__(name, 7.0, timeout)
+        self.delay = delay
+
+    async def acollect(self, now: float) -> list[Sample]:
+        await asyncio.sleep(self.delay)
+        return [sample("x", self.value, now)]
+
+
+def test_async_collectors_are_awaited_under_their_timeout() -> None:
+    with ThreadPoolExecutor(1) as pool:
+        fast = run(CollectorRunner(AsyncCollector("snmp", 0.01, 1.0), pool).run_once())
+        slow = run(CollectorRunner(AsyncCollector("snmp", 5.0, 0.1), pool).run_once())
+    assert values(fast)["x"] == 7.0
+    assert values(fast)["opswatch_collector_up"] == 1.0
+    assert values(slow)["opswatch_collector_up"] == 0.0
