@@ -8,118 +8,40 @@ hint. Relative paths in the file are taken relative to the file's own folder.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import socket
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from agent.config_base import (
+    Duration,
+    PrioritySla,
+    Secret,
+    Size,
+    Strict,
+    _check_regex,
+    _collect_secrets,
+    _read_secret_file,
+    _url_password,
+    parse_duration,
+    parse_size,
+)
+from agent.config_load import Loc, read_yaml, validate
 from agent.errors import ConfigError, ConfigProblem, ExpressionError
 from agent.model import Level, Priority
 
+__all__ = [
+    "DEFAULT_PORT", "AgentConfig", "Duration", "PrioritySla", "Secret", "Size", "Strict",
+    "json_schema", "load", "parse", "parse_duration", "parse_size",
+]  # fmt: skip
+
+_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 DEFAULT_PORT = 10790
 """Outside 9100-9999 (fully allocated to exporters) and /etc/services."""
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?i?B?)?\s*$", re.IGNORECASE)
-_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-def parse_duration(value: object) -> float:
-    """`90`, `"90s"`, `"5m"`, `"1h30m"`, `"500ms"` → seconds."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("duration", "invalid duration '{v}'", {"v": value})
-    if isinstance(value, int | float):
-        if value < 0:
-            raise PydanticCustomError("duration", "duration must not be negative")
-        return float(value)
-    text = str(value).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = _DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise PydanticCustomError("duration", "invalid duration '{v}'", {"v": text})
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-
-
-def parse_size(value: object) -> float:
-    """`1048576`, `"100MiB"`, `"2G"` → bytes (K/M/G are powers of 1000, Ki/Mi/Gi of 1024)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    match = _SIZE.match(str(value))
-    if not match:
-        raise PydanticCustomError("size", "invalid size '{v}'", {"v": value})
-    number, unit = float(match.group(1)), (match.group(2) or "").upper().rstrip("B")
-    if not unit:
-        return number
-    base = 1024 if unit.endswith("I") else 1000
-    return float(number * base ** ("KMGTP".index(unit[0]) + 1))
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema({"type": ["string", "number"], "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"}),
-]
-Size = Annotated[
-    float,
-    BeforeValidator(parse_size),
-    WithJsonSchema({"type": ["string", "number"], "pattern": r"^\d+(\.\d+)?\s*([KMGTP]i?B?)?$"}),
-]
-
-
-def _secret(value: object) -> SecretStr:
-    """A secret is `${ENV_VAR}` (resolved now) or a literal; `*_file` siblings read files."""
-    if isinstance(value, SecretStr):
-        return value
-    text = str(value)
-    match = re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)
-    if match:
-        name = match.group(1)
-        if name not in os.environ:
-            raise PydanticCustomError("secret", "environment variable {n} is not set", {"n": name})
-        return SecretStr(os.environ[name])
-    return SecretStr(text)
-
-
-Secret = Annotated[SecretStr, BeforeValidator(_secret), WithJsonSchema({"type": "string"})]
-
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-def _read_secret_file(path: Path | None, field: str) -> SecretStr | None:
-    if path is None:
-        return None
-    try:
-        return SecretStr(path.read_text().strip())
-    except OSError as exc:
-        raise PydanticCustomError(
-            "secret_file",
-            "{f}: cannot read {p}: {e}",
-            {"f": field, "p": str(path), "e": exc.strerror},
-        ) from None
 
 
 class LogConfig(Strict):
@@ -345,11 +267,6 @@ class RunbookConfig(Strict):
     """Trusted variables from this file (e.g. the roots a cleanup may touch)."""
 
 
-class PrioritySla(Strict):
-    response: Duration
-    resolution: Duration
-
-
 def _default_priorities() -> dict[Priority, PrioritySla]:
     return {
         Priority.P1: PrioritySla(response=2 * 3600, resolution=8 * 3600),
@@ -406,113 +323,6 @@ class AgentConfig(Strict):
         return f"sqlite:///{self.agent.state_dir / 'opswatch.db'}"
 
 
-def _collect_secrets(value: object, found: list[str]) -> None:
-    if isinstance(value, SecretStr):
-        found.append(value.get_secret_value())
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            _collect_secrets(getattr(value, name), found)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _collect_secrets(item, found)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _collect_secrets(item, found)
-
-
-def _url_password(url: str) -> list[str]:
-    match = re.match(r"^[a-z0-9+]+://[^:/@]*:([^@]+)@", url)
-    return [match.group(1)] if match else []
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading with locations
-
-
-def _check_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise PydanticCustomError(
-            "regex", "invalid regular expression: {e}", {"e": str(exc)}
-        ) from None
-    return value
-
-
-Loc = tuple[str | int, ...]
-
-
-def _line_map(node: yaml.Node, loc: Loc = ()) -> Iterator[tuple[Loc, int]]:
-    """Every (path, 1-based line) in a composed YAML tree; keys map to their key's line."""
-    yield loc, node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*loc, key.value)
-            yield child, key.start_mark.line + 1
-            yield from ((p, ln) for p, ln in _line_map(value, child) if p != child)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _line_map(item, (*loc, index))
-
-
-def format_loc(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
-    """Field names (aliases) valid at `loc`, for did-you-mean hints."""
-    current: Any = model
-    for part in loc:
-        current = _descend(current, part)
-        if current is None:
-            return []
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or n for n, f in current.model_fields.items()]
-    return []
-
-
-def _descend(annotation: Any, part: str | int) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        for name, info in annotation.model_fields.items():
-            if part in (name, info.alias):
-                return _unwrap(info.annotation)
-        return None
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (list, tuple) and args:
-        return _unwrap(args[0])
-    if origin is dict and len(args) == 2:
-        return _unwrap(args[1])
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _unwrap(inner[0]) if len(inner) == 1 else annotation
-    return annotation
-
-
-def _problem(err: Any, lines: dict[Loc, int], source: str) -> ConfigProblem:
-    loc: Loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        known = _fields_at(AgentConfig, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        message = "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
-        if known and not close:
-            message += f"; expected one of: {', '.join(sorted(known))}"
-    elif err["type"] == "value_error" and message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
-    line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
-    return ConfigProblem(format_loc(loc), message, line, source)
-
-
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Relative paths in the file are relative to the file, not the working directory."""
     agent = data.get("agent")
@@ -525,31 +335,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
 def parse(text: str, source: str = "agent.yaml", base: Path | None = None) -> AgentConfig:
     """Validate YAML text; raise ConfigError listing every problem with its path and line."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError([ConfigProblem("", f"not valid YAML: {exc}", line, source)]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem("", "the top level must be a mapping", 1, source)])
-    lines = dict(_line_map(node)) if node is not None else {}
+    data, lines = read_yaml(text, source)
     if base is not None:
         _resolve_paths(data, base)
-    try:
-        config = AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError([_problem(e, lines, source) for e in exc.errors()]) from None
-    problems = [
-        ConfigProblem(format_loc(loc), msg, lines.get(loc), source)
-        for loc, msg in _cross_check(config)
-    ]
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return validate(AgentConfig, data, lines, source, _cross_check)
 
 
 def load(path: Path | str) -> AgentConfig:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-from agent.config import Duration, PrioritySla, Strict
+from agent.config_base import Duration, PrioritySla, Strict
 from agent.model import Level, Priority
 from agent.series import Matcher, MatchOp
 
