@@ -133,9 +133,20 @@ class Alert:
     likelihood: str = ""
     impact: str = ""
     risk: str = ""
+    policy: str = ""
+    """What the risk matrix allows: auto, approval, two_approvers or ticket_only."""
+    flapping: bool = False
+    silenced_by: str | None = None
+    inhibited_by: str | None = None
+    """Fingerprint of the alert that hides this one (a device down hides its interfaces)."""
 
     def label(self, name: str, default: str = "") -> str:
         return dict(self.labels).get(name, default)
+
+    @property
+    def suppressed(self) -> bool:
+        """Silenced or inhibited: evaluated and exported, but starts no action and no ticket."""
+        return self.silenced_by is not None or self.inhibited_by is not None
 
 
 class RunState(enum.StrEnum):

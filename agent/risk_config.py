@@ -128,11 +128,11 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 def _default_matrix() -> dict[Likelihood, dict[Impact, RiskLevel]]:
     rows = {
         # impact:                low       medium    high        critical
-        Likelihood.RARE:           ("low",    "low",    "low",      "medium"),
-        Likelihood.UNLIKELY:       ("low",    "low",    "medium",   "high"),
-        Likelihood.POSSIBLE:       ("low",    "medium", "high",     "high"),
-        Likelihood.LIKELY:         ("medium", "medium", "high",     "critical"),
-        Likelihood.ALMOST_CERTAIN: ("medium", "high",   "critical", "critical"),
+        Likelihood.RARE:           ("low",    "low",      "low",      "medium"),
+        Likelihood.UNLIKELY:       ("low",    "low",      "medium",   "high"),
+        Likelihood.POSSIBLE:       ("low",    "medium",   "high",     "high"),
+        Likelihood.LIKELY:         ("medium", "high",     "high",     "critical"),
+        Likelihood.ALMOST_CERTAIN: ("medium", "critical", "critical", "critical"),
     }  # fmt: skip
     return {lk: dict(zip(Impact, map(RiskLevel, row), strict=True)) for lk, row in rows.items()}
 
@@ -149,7 +149,7 @@ def _default_responses() -> dict[RiskLevel, Response]:
         RiskLevel.LOW: Response(priority=Priority.P3, policy=Policy.AUTO),
         RiskLevel.MEDIUM: Response(priority=Priority.P3, policy=Policy.APPROVAL),
         RiskLevel.HIGH: Response(priority=Priority.P2, policy=Policy.APPROVAL),
-        RiskLevel.CRITICAL: Response(priority=Priority.P1, policy=Policy.TWO_APPROVERS),
+        RiskLevel.CRITICAL: Response(priority=Priority.P1, policy=Policy.APPROVAL),
     }
 
 

@@ -28,6 +28,7 @@ from agent import store_tables as t
 from agent.model import Alert, AlertState, Level, Priority, make_labels
 from agent.store_base import AuditEntry, StoreBase
 from agent.store_runs import Approval, NewRun, RunsMixin
+from agent.store_silences import SilencesMixin
 from agent.store_tickets import NewTicket, TicketsMixin
 
 __all__ = ["AlertTransition", "Approval", "AuditEntry", "NewRun", "NewTicket", "Store"]
@@ -35,7 +36,7 @@ __all__ = ["AlertTransition", "Approval", "AuditEntry", "NewRun", "NewTicket", "
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 """The newest migration's revision; a test checks it against alembic's own idea of head."""
 _MIGRATION_LOCK = 0x0F5_7A7E  # pg_advisory_xact_lock key: one migrating agent at a time
 _ACTIVE = (AlertState.PENDING.value, AlertState.FIRING.value)
@@ -56,7 +57,7 @@ class AlertTransition:
     value: float
 
 
-class Store(RunsMixin, TicketsMixin, StoreBase):
+class Store(RunsMixin, TicketsMixin, SilencesMixin, StoreBase):
     """The state store. `agent` names the rows this process owns when a call does not say."""
 
     def migrate(self) -> None:
@@ -162,7 +163,9 @@ def _alert_values(alert: Alert, now: float) -> dict[str, Any]:
         "value": alert.value, "threshold": alert.threshold, "starts_at": alert.starts_at,
         "ends_at": alert.ends_at, "active_since": alert.active_since,
         "priority": alert.priority.value, "likelihood": alert.likelihood,
-        "impact": alert.impact, "risk": alert.risk, "updated_at": now,
+        "impact": alert.impact, "risk": alert.risk, "updated_at": now, "policy": alert.policy,
+        "flapping": alert.flapping, "silenced_by": alert.silenced_by,
+        "inhibited_by": alert.inhibited_by,
     }  # fmt: skip
 
 
@@ -174,7 +177,8 @@ def _alert(row: Row[Any]) -> Alert:
         annotations=make_labels(m["annotations"]), value=m["value"], starts_at=m["starts_at"],
         ends_at=m["ends_at"], active_since=m["active_since"], threshold=m["threshold"],
         priority=Priority(m["priority"]), likelihood=m["likelihood"], impact=m["impact"],
-        risk=m["risk"],
+        risk=m["risk"], policy=m["policy"], flapping=bool(m["flapping"]),
+        silenced_by=m["silenced_by"], inhibited_by=m["inhibited_by"],
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -43,7 +45,24 @@ alerts = Table(
     Column("impact", String(64), nullable=False),
     Column("risk", String(64), nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("policy", String(32), nullable=False, server_default=""),
+    Column("flapping", Boolean, nullable=False, server_default=false()),
+    Column("silenced_by", String(255)),
+    Column("inhibited_by", String(64)),
     Index("ix_alerts_state", "agent", "state"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("matchers", JSON, nullable=False),
+    Column("starts_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+    Column("author", String(255), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_silences_ends_at", "ends_at"),
 )
 
 alert_events = Table(

@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from agent import store_tables
 from agent.errors import ConflictError, StoreError
 from agent.model import Level, Priority, RunState
-from agent.store import NewRun, NewTicket, Store
+from agent.store import SCHEMA_HEAD, NewRun, NewTicket, Store
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,8 @@ def test_agents_starting_together_migrate_once(postgres_url: str) -> None:
     store = Store(postgres_url)
     store.migrate()  # and again: a no-op
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == SCHEMA_HEAD
         assert compare_metadata(MigrationContext.configure(conn), store_tables.metadata) == []
 
 

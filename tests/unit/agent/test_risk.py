@@ -42,12 +42,23 @@ def alert(level: Level = Level.WARNING, value: float = 90.0, **labels: str) -> A
     )  # fmt: skip
 
 
-def test_a_crossed_critical_threshold_on_a_critical_asset_is_p1_with_two_approvers() -> None:
+def test_a_crossed_critical_threshold_on_a_critical_asset_is_p1_urgent() -> None:
     result = assess(alert(Level.CRITICAL), None, Impact.CRITICAL, DEFAULTS)
     assert result == Assessment(
         Likelihood.ALMOST_CERTAIN, Impact.CRITICAL, RiskLevel.CRITICAL, Priority.P1,
-        Policy.TWO_APPROVERS, response_within=2 * HOUR, resolve_within=8 * HOUR,
+        Policy.APPROVAL, response_within=2 * HOUR, resolve_within=8 * HOUR,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("level", "priority"),
+    [(Level.CRITICAL, Priority.P1), (Level.WARNING, Priority.P2), (Level.INFO, Priority.P3)],
+)
+def test_on_an_asset_of_default_impact_the_level_sets_the_priority(
+    level: Level, priority: Priority
+) -> None:
+    # critical -> P1 urgent (2 h), warning -> P2 important (4 h), info -> P3 general (8 h)
+    assert assess(alert(level), None, None, DEFAULTS).priority is priority
 
 
 @pytest.mark.parametrize(
@@ -55,10 +66,11 @@ def test_a_crossed_critical_threshold_on_a_critical_asset_is_p1_with_two_approve
     [
         (Level.INFO, Impact.LOW, RiskLevel.LOW, Priority.P3, Policy.AUTO),
         (Level.INFO, Impact.HIGH, RiskLevel.HIGH, Priority.P2, Policy.APPROVAL),
-        (Level.WARNING, Impact.MEDIUM, RiskLevel.MEDIUM, Priority.P3, Policy.APPROVAL),
-        (Level.WARNING, Impact.CRITICAL, RiskLevel.CRITICAL, Priority.P1, Policy.TWO_APPROVERS),
+        (Level.WARNING, Impact.LOW, RiskLevel.MEDIUM, Priority.P3, Policy.APPROVAL),
+        (Level.WARNING, Impact.MEDIUM, RiskLevel.HIGH, Priority.P2, Policy.APPROVAL),
+        (Level.WARNING, Impact.CRITICAL, RiskLevel.CRITICAL, Priority.P1, Policy.APPROVAL),
         (Level.CRITICAL, Impact.LOW, RiskLevel.MEDIUM, Priority.P3, Policy.APPROVAL),
-        (Level.CRITICAL, Impact.HIGH, RiskLevel.CRITICAL, Priority.P1, Policy.TWO_APPROVERS),
+        (Level.CRITICAL, Impact.HIGH, RiskLevel.CRITICAL, Priority.P1, Policy.APPROVAL),
     ],
 )
 def test_default_matrix_cells(

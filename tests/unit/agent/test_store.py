@@ -16,7 +16,7 @@ from alembic.migration import MigrationContext
 from agent import store_tables
 from agent.errors import ConflictError, StoreError
 from agent.model import Alert, AlertState, Level, Priority, RunState, TicketState, make_labels
-from agent.store import NewRun, NewTicket, Store
+from agent.store import SCHEMA_HEAD, NewRun, NewTicket, Store
 
 NOW = 1_700_000_000.0
 
@@ -71,7 +71,8 @@ def test_migrate_is_idempotent_and_creates_the_folder(url: str, tmp_path: Path) 
     store.migrate()
     assert (tmp_path / "state" / "opswatch.db").is_file()
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == SCHEMA_HEAD
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
@@ -372,3 +373,23 @@ def test_schema_head_constant_matches_the_migrations(tmp_path: Path) -> None:
     assert store.schema_revision() is None
     store.migrate()
     assert store.schema_revision() == SCHEMA_HEAD
+
+
+def test_silences_are_stored_listed_expired_and_audited(store: Store) -> None:
+    from agent.risk_config import SilenceConfig
+
+    now = 1_700_000_000.0
+    silence = SilenceConfig.model_validate({
+        "matchers": ['alertname="DiskFull"', 'host=~"web.*"'],
+        "ends_at": "2023-11-14T23:13:20+00:00", "author": "alice", "comment": "disk swap tonight",
+    })  # fmt: skip
+    stored = store.add_silence(silence, now)
+    assert stored.id == silence.id and stored.author == "alice"
+    assert [s.id for s in store.list_silences(now)] == [silence.id]
+    expired = store.expire_silence(silence.id, "bob", now + 60)
+    assert expired.ends_at is not None and expired.ends_at.timestamp() == now + 60
+    assert store.list_silences(now + 61) == []
+    with pytest.raises(StoreError, match="no active silence"):
+        store.expire_silence(silence.id, "bob", now + 120)
+    actions = [(e.actor, e.action) for e in store.list_audit()]
+    assert ("alice", "silence.add") in actions and ("bob", "silence.expire") in actions

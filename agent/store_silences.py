@@ -1,0 +1,78 @@
+"""Silences made from the CLI or the API: stored so every agent of a fleet honours them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, select, update
+
+from agent import store_tables as t
+from agent.errors import StoreError
+from agent.risk_config import SilenceConfig, format_matcher
+from agent.store_base import AuditEntry, StoreBase
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _silence(row: Row[Any]) -> SilenceConfig:
+    m = row._mapping
+    return SilenceConfig.model_validate({
+        "id": m["id"], "matchers": m["matchers"], "starts_at": _iso(m["starts_at"]),
+        "ends_at": _iso(m["ends_at"]), "author": m["author"], "comment": m["comment"],
+    })  # fmt: skip
+
+
+class SilencesMixin(StoreBase):
+    """Add, list and expire stored silences; every change is audit-logged with its author."""
+
+    def add_silence(self, silence: SilenceConfig, now: float) -> SilenceConfig:
+        """Store a one-off silence (recurring windows belong in agent.yaml)."""
+        if silence.recurring or silence.ends_at is None:
+            raise StoreError("stored silences need ends_at; put recurring windows in agent.yaml")
+        starts = silence.starts_at.timestamp() if silence.starts_at else now
+        values = {
+            "id": silence.id, "matchers": [format_matcher(m) for m in silence.matchers],
+            "starts_at": starts, "ends_at": silence.ends_at.timestamp(), "author": silence.author,
+            "comment": silence.comment, "created_at": now,
+        }  # fmt: skip
+        detail = {k: values[k] for k in ("matchers", "starts_at", "ends_at", "comment")}
+        with self._tx() as conn:
+            conn.execute(delete(t.silences).where(t.silences.c.id == silence.id))
+            conn.execute(insert(t.silences).values(**values))
+            self._audit_row(
+                conn,
+                AuditEntry(now, silence.author, "silence.add", f"silence/{silence.id}", detail),
+            )
+        return _silence(self._one_silence(silence.id))
+
+    def list_silences(self, now: float | None = None) -> list[SilenceConfig]:
+        """Stored silences, newest first; with `now`, only those not yet ended."""
+        query = select(t.silences).order_by(t.silences.c.created_at.desc())
+        if now is not None:
+            query = query.where(t.silences.c.ends_at > now)
+        with self.engine.connect() as conn:
+            return [_silence(row) for row in conn.execute(query)]
+
+    def expire_silence(self, silence_id: str, actor: str, now: float) -> SilenceConfig:
+        """End a silence now (audit-logged); StoreError if there is no such silence."""
+        with self._tx() as conn:
+            done = conn.execute(
+                update(t.silences).where(t.silences.c.id == silence_id, t.silences.c.ends_at > now)
+                .values(ends_at=now).returning(t.silences.c.id)
+            ).first()  # fmt: skip
+            if done is None:
+                raise StoreError(f"no active silence {silence_id}")
+            self._audit_row(
+                conn, AuditEntry(now, actor, "silence.expire", f"silence/{silence_id}", {})
+            )
+        return _silence(self._one_silence(silence_id))
+
+    def _one_silence(self, silence_id: str) -> Row[Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.silences).where(t.silences.c.id == silence_id)).first()
+        if row is None:
+            raise StoreError(f"no silence {silence_id}")
+        return row
