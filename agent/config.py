@@ -32,7 +32,14 @@ from agent.config_base import (
 )
 from agent.config_load import Loc, read_yaml, validate
 from agent.errors import ConfigError, ConfigProblem, ExpressionError
-from agent.model import Level, Priority
+from agent.model import Level
+from agent.risk_config import (
+    AssetConfig,
+    InhibitRuleConfig,
+    RiskConfig,
+    RuleRiskConfig,
+    SilenceConfig,
+)
 
 __all__ = [
     "DEFAULT_PORT", "AgentConfig", "Duration", "PrioritySla", "Secret", "Size", "Strict",
@@ -216,6 +223,7 @@ class RuleConfig(Strict):
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     actions: RuleActions = RuleActions()
+    risk: RuleRiskConfig = RuleRiskConfig()
 
     @field_validator("name")
     @classmethod
@@ -267,14 +275,6 @@ class RunbookConfig(Strict):
     """Trusted variables from this file (e.g. the roots a cleanup may touch)."""
 
 
-def _default_priorities() -> dict[Priority, PrioritySla]:
-    return {
-        Priority.P1: PrioritySla(response=2 * 3600, resolution=8 * 3600),
-        Priority.P2: PrioritySla(response=4 * 3600, resolution=24 * 3600),
-        Priority.P3: PrioritySla(response=8 * 3600, resolution=72 * 3600),
-    }
-
-
 class RemediationSection(Strict):
     runbooks_dir: Path | None = None
     """Default: the runbooks shipped with OpsWatch."""
@@ -282,15 +282,6 @@ class RemediationSection(Strict):
     approval_ttl: Duration = 3600.0
     verify_within: Duration = 600.0
     """A succeeded run is `verified` if its alert clears within this time, else `ineffective`."""
-
-
-class TicketsSection(Strict):
-    priorities: dict[Priority, PrioritySla] = Field(default_factory=_default_priorities)
-    level_priority: dict[Level, Priority] = {
-        Level.CRITICAL: Priority.P1,
-        Level.WARNING: Priority.P2,
-        Level.INFO: Priority.P3,
-    }
 
 
 class EvaluationSection(Strict):
@@ -306,7 +297,11 @@ class AgentConfig(Strict):
     evaluation: EvaluationSection = EvaluationSection()
     rules: list[RuleConfig] = []
     remediation: RemediationSection = RemediationSection()
-    tickets: TicketsSection = TicketsSection()
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    assets: list[AssetConfig] = []
+    """Criticality of hosts, devices and interfaces, matched by labels."""
+    silences: list[SilenceConfig] = []
+    inhibit_rules: list[InhibitRuleConfig] = []
 
     def secret_values(self) -> list[str]:
         """Every secret in this config, so logs can scrub them."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import time
@@ -23,7 +22,9 @@ import runbooks
 from agent.api import create_app
 from agent.config import AgentConfig
 from agent.model import Alert, AlertState, MetricMeta, MetricType, Sample, sample
-from agent.rules import AlertStatus, compile_rules, evaluate, status_from_alert
+from agent.pipeline import CycleState, Pipeline
+from agent.risk_config import SilenceConfig
+from agent.rules import status_from_alert
 from agent.scheduler import SCHEDULER_METRICS, CollectorRunner, every
 from agent.series import SeriesStore
 from agent.store import Store
@@ -72,7 +73,7 @@ class Agent:
         config.agent.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.database_url, agent=config.agent.name)
         self.series = SeriesStore(config.evaluation.retention)
-        self.rules = compile_rules(config.rules, {"host": config.agent.name})
+        self.pipeline = Pipeline(config, {"host": config.agent.name})
         self.actions = {r.name: r.actions for r in config.rules}
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opswatch")
         self.runners = [
@@ -84,10 +85,11 @@ class Agent:
             self.meta.update((m.name, m) for m in runner.collector.describe())
         self.exporter = MetricsExporter()
         self.runs = run_service(config, self.store)
-        self.desk = LocalDesk(self.store, config.tickets, config.agent.name)
+        self.desk = LocalDesk(self.store, config.risk.priorities, config.agent.name)
         self.latest: dict[str, list[Sample]] = {}
-        self.alert_state: dict[str, AlertStatus] = {}
+        self.cycle_state = CycleState()
         self.alerts: list[Alert] = []
+        self.stored_silences: list[SilenceConfig] = []
         self.counts: tuple[dict[tuple[str, str], int], dict[Any, int]] = ({}, {})
         self.ready = False
         self.stop = asyncio.Event()
@@ -106,7 +108,8 @@ class Agent:
             asyncio.create_task(server.serve()),
         ]
         log.info(
-            "agent started", extra={"listen": self.config.agent.listen, "rules": len(self.rules)}
+            "agent started",
+            extra={"listen": self.config.agent.listen, "rules": len(self.pipeline.rules)},
         )
         await self.stop.wait()
         server.should_exit = True
@@ -125,7 +128,7 @@ class Agent:
                 "run was interrupted by a restart", extra={"run": run.id, "runbook": run.runbook}
             )
         restored = await asyncio.to_thread(self.store.active_alerts, self.config.agent.name)
-        self.alert_state = {a.fingerprint: status_from_alert(a) for a in restored}
+        self.cycle_state = CycleState({a.fingerprint: status_from_alert(a) for a in restored})
         await asyncio.to_thread(self._refresh_counts)
 
     def _server(self) -> _Server:
@@ -167,9 +170,9 @@ class Agent:
         now = self.clock()
         started = time.monotonic()
         self.series.prune(now)
-        result = evaluate(self.rules, self.series, now, self.alert_state)
-        self.alert_state = result.state
-        self.alerts = [self._prioritise(a) for a in result.alerts]
+        cycle = self.pipeline.run(self.series, now, self.cycle_state, self.stored_silences)
+        self.cycle_state = cycle.state
+        self.alerts = cycle.alerts
         took = time.monotonic() - started
         self.latest["agent"] = [
             sample("opswatch_rule_evaluation_duration_seconds", took, now),
@@ -178,10 +181,6 @@ class Agent:
         ]
         self.ready = True
         self.publish()
-
-    def _prioritise(self, alert: Alert) -> Alert:
-        priority = self.config.tickets.level_priority.get(alert.level, alert.priority)
-        return dataclasses.replace(alert, priority=priority)
 
     async def _act(self, now: float) -> bool:
         try:
@@ -194,23 +193,23 @@ class Agent:
     def _act_sync(self, alerts: Sequence[Alert], now: float) -> None:
         self.store.save_alerts(alerts, now)
         for alert in alerts:
+            firing = alert.state is AlertState.FIRING
+            if firing and alert.suppressed:
+                continue  # silenced or inhibited: evaluated and exported, no run, no ticket
             actions = self.actions[alert.rule]
-            run = (
-                self.runs.on_alert(alert, actions, now)
-                if alert.state is AlertState.FIRING
-                else None
-            )
+            run = self.runs.on_alert(alert, actions, now) if firing else None
             self.desk.on_alert(alert, actions, run, now)
         for run in self.runs.expire(now):
             self.desk.on_run_update(run, now)
-        firing = {a.fingerprint for a in alerts if a.state is AlertState.FIRING}
-        for run in self.runs.verify(firing, now):
+        still = {a.fingerprint for a in alerts if a.state is AlertState.FIRING}
+        for run in self.runs.verify(still, now):
             self.desk.on_run_update(run, now)
         # Level-triggered: a clear this agent missed (the database was down that cycle) is
         # caught up here, so no ticket stays open for a fault that is gone.
         self.desk.reconcile(
             {a.fingerprint for a in alerts if a.state is not AlertState.RESOLVED}, now
         )
+        self.stored_silences = self.store.list_silences(now)
         self._refresh_counts()
 
     def _refresh_counts(self) -> None:

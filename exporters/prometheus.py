@@ -29,7 +29,10 @@ _AGENT_METRICS = {
     "opswatch_remediation_runs": "Remediation runs in the state store by runbook and state.",
     "opswatch_tickets_open": "Open work-order tickets by priority.",
 }
-_RESERVED = frozenset({"alertname", "alertstate", "level", "priority", "risk"})
+_RESERVED = frozenset(
+    {"alertname", "alertstate", "level", "priority", "risk", "impact", "likelihood", "suppressed",
+     "flapping"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,12 @@ def _alert_labels(alert: Alert) -> dict[str, str]:
         level=alert.level.value,
         priority=alert.priority.value,
     )
-    if alert.risk:
-        labels["risk"] = alert.risk
+    risk = {"risk": alert.risk, "impact": alert.impact, "likelihood": alert.likelihood}
+    labels.update({k: v for k, v in risk.items() if v})
+    if alert.suppressed:
+        labels["suppressed"] = "silenced" if alert.silenced_by else "inhibited"
+    if alert.flapping:
+        labels["flapping"] = "true"
     return labels
 
 

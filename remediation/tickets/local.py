@@ -10,9 +10,9 @@ label value cannot forge lines of the ticket.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from agent.config import RuleActions, TicketsSection
+from agent.config import PrioritySla, RuleActions
 from agent.errors import ConflictError
 from agent.model import Alert, AlertState, Priority, RemediationRun, Ticket, TicketState
 from agent.rules import format_value
@@ -51,9 +51,11 @@ def describe_run(run: RemediationRun) -> str:
 class LocalDesk:
     """Opens, updates and resolves tickets in the store from alert and run events."""
 
-    def __init__(self, store: Store, tickets_config: TicketsSection, agent_name: str) -> None:
+    def __init__(
+        self, store: Store, priorities: Mapping[Priority, PrioritySla], agent_name: str
+    ) -> None:
         self.store = store
-        self.config = tickets_config
+        self.priorities = priorities
         self.agent = agent_name
 
     def on_alert(
@@ -90,8 +92,8 @@ class LocalDesk:
 
     def _open(self, alert: Alert, now: float) -> Ticket:
         previous = self.store.ticket_for_fingerprint(alert.fingerprint, open_only=False)
-        priority = self.config.level_priority.get(alert.level, Priority.P3)
-        sla = self.config.priorities[priority]
+        priority = alert.priority  # set by the risk matrix
+        sla = self.priorities[priority]
         host = alert.label("host", self.agent)
         new = NewTicket(
             agent=self.agent, fingerprint=alert.fingerprint, rule=alert.rule,

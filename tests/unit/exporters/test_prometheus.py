@@ -123,3 +123,19 @@ def test_process_metrics_of_the_agent_itself() -> None:
     parsed = parse(exporter.render())
     ((_labels, rss),) = parsed["process_resident_memory_bytes"]
     assert rss > 1_000_000
+
+
+def test_alerts_carry_their_risk_and_suppression() -> None:
+    import dataclasses
+
+    exporter = MetricsExporter(process_metrics=False)
+    firing = alert(AlertState.FIRING, Level.WARNING, mountpoint="/")
+    rated = dataclasses.replace(
+        firing, risk="high", impact="medium", likelihood="likely", silenced_by="silence-1"
+    )
+    exporter.publish(Snapshot(alerts=[rated]))
+    ((labels, value),) = parse(exporter.render())["opswatch_alert"]
+    assert value == 1.0
+    assert {k: labels[k] for k in ("risk", "impact", "likelihood", "suppressed")} == {
+        "risk": "high", "impact": "medium", "likelihood": "likely", "suppressed": "silenced",
+    }  # fmt: skip

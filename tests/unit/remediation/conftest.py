@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import Alert, AlertState, Level, make_labels
+from agent.model import Alert, AlertState, Level, Priority, make_labels
 from agent.store import Store
 
 NOW = 1_700_000_000.0
@@ -33,6 +33,9 @@ def make_alert() -> AlertFactory:
             "threshold": 95.0, "starts_at": NOW - 60,
         }  # fmt: skip
         values.update(kw)
+        # The risk matrix sets the priority; with a default-impact asset it follows the level.
+        levels = {Level.CRITICAL: Priority.P1, Level.WARNING: Priority.P2, Level.INFO: Priority.P3}
+        values.setdefault("priority", levels[values["level"]])  # type: ignore[index]
         return Alert(**values)  # type: ignore[arg-type]
 
     return make

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.config import RuleActions, TicketsSection
+from agent.config import RuleActions
 from agent.model import Alert, AlertState, Level, Priority, RemediationRun, RunState, TicketState
+from agent.risk_config import RiskConfig
 from agent.store import Store
 from remediation.tickets.local import LocalDesk
 
@@ -19,7 +20,7 @@ TICKET = RuleActions(ticket=True)
 
 @pytest.fixture
 def desk(store: Store) -> LocalDesk:
-    return LocalDesk(store, TicketsSection(), "web1")
+    return LocalDesk(store, RiskConfig().priorities, "web1")
 
 
 def finished_run(state: RunState = RunState.SUCCEEDED) -> RemediationRun:
