@@ -50,7 +50,7 @@ _PRIV: dict[str, Any] = {
     "aes256": hl.usmAesBlumenthalCfb256Protocol,
     "aes256c": hl.usmAesCfb256Protocol,
 }
-_OTHER_DIALECT = {
+_OTHER_DIALECT: dict[str, PrivProtocol] = {
     "aes192": "aes192c",
     "aes192c": "aes192",
     "aes256": "aes256c",
@@ -180,7 +180,7 @@ async def _send(
         result = await hl.bulk_cmd(engine, auth, transport, context, 0, reps, *objects)
     else:
         result = await hl.get_cmd(engine, auth, transport, context, *objects)
-    return tuple(result)  # type: ignore[return-value]
+    return tuple(result)
 
 
 def _user_data(user: UsmUser) -> Any:
@@ -241,7 +241,7 @@ def _without_priv(user: UsmUser) -> UsmUser:
                    user.engine_id)  # fmt: skip
 
 
-def _with_priv(user: UsmUser, priv: str) -> UsmUser:
+def _with_priv(user: UsmUser, priv: PrivProtocol) -> UsmUser:
     return UsmUser(user.user, user.auth_protocol, user.auth_key, priv,
                    user.priv_key, user.context, user.engine_id)  # fmt: skip
 

@@ -1,0 +1,274 @@
+"""Profiles as data: which OIDs to fetch from a device and how they become samples.
+
+A profile is a YAML file (shipped ones in `collector/snmp/profiles/`, users' in `profiles_dir`)
+in the spirit of snmp_exporter's generated `snmp.yml`: metrics named after their MIB objects,
+table indexes as labels, and lookups that add the text of another column of the same row
+(`ifName`, `ifDescr`, `ifAlias`) so dashboards built for snmp_exporter keep working. Only numeric
+OIDs: nothing is resolved from MIB files at run time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import ValidationError, field_validator, model_validator
+
+from agent.config import Strict
+from agent.model import MetricMeta, MetricType, Sample, make_labels
+from collector.snmp.model import Oid, Tag, VarBind
+
+SHIPPED = Path(__file__).parent / "profiles"
+MetricKind = Literal["gauge", "counter", "DisplayString", "PhysAddress48", "EnumAsInfo"]
+
+
+def _oid(value: object) -> str:
+    return str(Oid.parse(str(value)))  # SnmpValueError is a ValueError: pydantic reports it
+
+
+class Lookup(Strict):
+    """A column of the same table whose value becomes a label of every metric of the row."""
+
+    labelname: str
+    oid: str
+    type: Literal["DisplayString", "gauge", "enum"] = "DisplayString"
+    enum_values: dict[int, str] = {}
+
+    @field_validator("oid")
+    @classmethod
+    def _check_oid(cls, value: str) -> str:
+        return _oid(value)
+
+
+class SensorScale(Strict):
+    """ENTITY-SENSOR style scaling: value * 1000^(scale-9) / 10^precision, from two columns."""
+
+    scale_oid: str
+    precision_oid: str
+
+
+class MetricDef(Strict):
+    """One MIB object: a scalar (no indexes, fetched at `.0`) or a table column."""
+
+    name: str
+    oid: str
+    type: MetricKind = "gauge"
+    help: str = ""
+    indexes: list[str] = []
+    """Label names of the row index, one integer sub-identifier each (ifIndex, hrStorageIndex)."""
+    lookups: list[str] = []
+    """Names of the profile's lookups to add as labels."""
+    scale: float = 1.0
+    sensor_scale: SensorScale | None = None
+    enum_values: dict[int, str] = {}
+
+    @field_validator("oid")
+    @classmethod
+    def _check_oid(cls, value: str) -> str:
+        return _oid(value)
+
+
+class Profile(Strict):
+    """A named set of metrics and the lookups they share."""
+
+    name: str
+    help: str = ""
+    walk: list[str] = []
+    """Subtrees walked whole (one walk per table beats one per column); the rest is derived."""
+    lookups: dict[str, Lookup] = {}
+    metrics: list[MetricDef]
+
+    @model_validator(mode="after")
+    def _lookups_defined(self) -> Profile:
+        for metric in self.metrics:
+            missing = [name for name in metric.lookups if name not in self.lookups]
+            if missing:
+                raise ValueError(f"metric {metric.name}: undefined lookups {missing}")
+            if metric.lookups and not metric.indexes:
+                raise ValueError(f"metric {metric.name}: lookups need a table metric (indexes)")
+        return self
+
+    def gets(self) -> list[Oid]:
+        """Scalar instances to GET (`oid.0`) that no walk covers."""
+        roots = self.walk_roots()
+        scalars = (Oid.parse(m.oid + ".0") for m in self.metrics if not m.indexes)
+        return [o for o in scalars if not any(o.startswith(r) for r in roots)]
+
+    def walk_roots(self) -> list[Oid]:
+        """Subtrees to walk: the declared ones plus every column they do not cover."""
+        roots = [Oid.parse(w) for w in self.walk]
+        for column in self._columns():
+            if not any(column.startswith(r) for r in roots):
+                roots.append(column)
+        return sorted(set(roots))
+
+    def _columns(self) -> Iterator[Oid]:
+        for metric in self.metrics:
+            if metric.indexes:
+                yield Oid.parse(metric.oid)
+                yield from (Oid.parse(self.lookups[n].oid) for n in metric.lookups)
+                if metric.sensor_scale:
+                    yield Oid.parse(metric.sensor_scale.scale_oid)
+                    yield Oid.parse(metric.sensor_scale.precision_oid)
+
+    def describe(self) -> Iterator[MetricMeta]:
+        """Families this profile emits; counters stay untyped so no `_total` is appended."""
+        for m in self.metrics:
+            name = f"{m.name}_info" if m.type == "EnumAsInfo" else m.name
+            kind = MetricType.GAUGE if m.type == "gauge" else MetricType.UNTYPED
+            yield MetricMeta(name, kind, m.help or f"{m.type} {m.oid}")
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate one profile file; ValueError names the file on any problem."""
+    try:
+        data = yaml.safe_load(path.read_text())
+        return Profile.model_validate(data)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ValueError(f"profile {path}: {exc}") from None
+
+
+@cache
+def _shipped() -> dict[str, Profile]:
+    return {p.name: p for p in map(load_profile, sorted(SHIPPED.glob("*.yaml")))}
+
+
+def available_profiles(extra_dir: Path | None = None) -> dict[str, Profile]:
+    """Shipped profiles, replaced or extended by the `*.yaml` files of `extra_dir`."""
+    profiles = dict(_shipped())
+    if extra_dir is not None:
+        if not extra_dir.is_dir():
+            raise ValueError(f"profiles_dir {extra_dir} is not a directory")
+        for path in sorted(extra_dir.glob("*.y*ml")):
+            profile = load_profile(path)
+            profiles[profile.name] = profile
+    return profiles
+
+
+class Table:
+    """A target's varbinds by OID, with prefix ranges for table columns."""
+
+    def __init__(self, varbinds: Iterable[VarBind]) -> None:
+        self.by_oid = {vb.oid: vb for vb in varbinds if not vb.is_exception}
+        self._keys = sorted(self.by_oid)
+
+    def under(self, prefix: Oid) -> Iterator[VarBind]:
+        """Varbinds strictly below `prefix`, in OID order."""
+        start = bisect.bisect_right(self._keys, prefix)
+        for key in self._keys[start:]:
+            if not key.startswith(prefix):
+                return
+            yield self.by_oid[key]
+
+
+def render(profile: Profile, table: Table, now: float, base: Mapping[str, str]) -> list[Sample]:
+    """Turn fetched varbinds into samples named and labelled as snmp_exporter does."""
+    out: list[Sample] = []
+    for metric in profile.metrics:
+        column = Oid.parse(metric.oid)
+        if not metric.indexes:
+            vb = table.by_oid.get(Oid((*column, 0)))
+            rows: Iterable[tuple[tuple[int, ...], VarBind]] = [((), vb)] if vb else []
+        else:
+            rows = _rows(table, column, len(metric.indexes))
+        for index, vb in rows:
+            labels = dict(base) | dict(zip(metric.indexes, map(str, index), strict=True))
+            for name in metric.lookups:
+                labels |= _lookup(profile.lookups[name], table, index)
+            sample = _sample(metric, vb, index, table, labels, now)
+            if sample is not None:
+                out.append(sample)
+    return out
+
+
+def _rows(table: Table, column: Oid, width: int) -> Iterator[tuple[tuple[int, ...], VarBind]]:
+    for vb in table.under(column):
+        index = tuple(vb.oid[len(column) :])
+        if len(index) == width:  # other shapes are not this profile's table: ignore them
+            yield index, vb
+
+
+def _lookup(lookup: Lookup, table: Table, index: tuple[int, ...]) -> dict[str, str]:
+    vb = table.by_oid.get(Oid((*Oid.parse(lookup.oid), *index)))
+    if vb is None:
+        return {}
+    if lookup.type == "DisplayString":
+        return {lookup.labelname: text(vb)}
+    if lookup.type == "enum" and isinstance(vb.value, int):
+        return {lookup.labelname: lookup.enum_values.get(vb.value, str(vb.value))}
+    return {lookup.labelname: str(vb.value)}
+
+
+def _sample(
+    metric: MetricDef,
+    vb: VarBind,
+    index: tuple[int, ...],
+    table: Table,
+    labels: dict[str, str],
+    now: float,
+) -> Sample | None:
+    if metric.type in ("gauge", "counter"):
+        value = number(vb)
+        if value is None:
+            return None
+        value *= metric.scale * _sensor_factor(metric.sensor_scale, table, index)
+        return Sample(metric.name, make_labels(labels), value, now)
+    if metric.type == "EnumAsInfo":
+        state = metric.enum_values.get(vb.value, str(vb.value)) if isinstance(vb.value, int) else ""
+        labels[metric.name] = state
+        return Sample(f"{metric.name}_info", make_labels(labels), 1.0, now)
+    labels[metric.name] = mac(vb) if metric.type == "PhysAddress48" else text(vb)
+    return Sample(metric.name, make_labels(labels), 1.0, now)
+
+
+def _sensor_factor(scale: SensorScale | None, table: Table, index: tuple[int, ...]) -> float:
+    if scale is None:
+        return 1.0
+    exp = table.by_oid.get(Oid((*Oid.parse(scale.scale_oid), *index)))
+    prec = table.by_oid.get(Oid((*Oid.parse(scale.precision_oid), *index)))
+    exponent = exp.value if exp is not None and isinstance(exp.value, int) else 9  # 9 = units
+    precision = prec.value if prec is not None and isinstance(prec.value, int) else 0
+    return float(1000.0 ** (exponent - 9) / 10.0**precision)
+
+
+def number(vb: VarBind) -> float | None:
+    """A numeric value; numeric text (UCD's laLoad "0.15") counts too."""
+    if isinstance(vb.value, int) and vb.tag is not Tag.OBJECT_IDENTIFIER:
+        return float(vb.value)
+    if isinstance(vb.value, bytes):
+        try:
+            return float(vb.value.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            return None
+    return None
+
+
+def text(vb: VarBind) -> str:
+    """A DisplayString label value: UTF-8 text with NULs stripped, OIDs as dotted numbers."""
+    if isinstance(vb.value, bytes):
+        return vb.value.decode("utf-8", errors="replace").rstrip("\x00")
+    return "" if vb.value is None else str(vb.value)
+
+
+def mac(vb: VarBind) -> str:
+    """A PhysAddress48 label value as snmp_exporter prints it (`00:1a:2b:...`)."""
+    return ":".join(f"{b:02x}" for b in vb.value) if isinstance(vb.value, bytes) else text(vb)
+
+
+def all_gets(profiles: Sequence[Profile]) -> list[Oid]:
+    """Scalar OIDs of several profiles, deduplicated, in order."""
+    return sorted({o for p in profiles for o in p.gets()})
+
+
+def all_walks(profiles: Sequence[Profile]) -> list[Oid]:
+    """Walk roots of several profiles with nested roots merged into their ancestor."""
+    roots = sorted({o for p in profiles for o in p.walk_roots()})
+    merged: list[Oid] = []
+    for root in roots:
+        if not merged or not root.startswith(merged[-1]):
+            merged.append(root)
+    return merged
