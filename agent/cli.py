@@ -4,67 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from agent import config as config_mod
 from agent import logs
-from agent.api import to_json
-from agent.errors import ConfigError, ConflictError, OpsWatchError
-from agent.model import RemediationRun, RunState, Ticket, TicketState
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-def default_config() -> str:
-    """$OPSWATCH_CONFIG, else ./agent.yaml, else /etc/opswatch/agent.yaml."""
-    if "OPSWATCH_CONFIG" in os.environ:
-        return os.environ["OPSWATCH_CONFIG"]
-    return "agent.yaml" if Path("agent.yaml").exists() else "/etc/opswatch/agent.yaml"
-
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    default=default_config,
-    show_default="$OPSWATCH_CONFIG or agent.yaml",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="agent.yaml to use.",
+from agent.cli_common import (
+    actor_name,
+    config_option,
+    console,
+    err_console,
+    json_option,
+    load_config,
+    open_state,
+    print_json,
+    when,
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def load_config(path: Path) -> config_mod.AgentConfig:
-    """Load agent.yaml or exit 1 after listing every problem."""
-    try:
-        return config_mod.load(path)
-    except ConfigError as exc:
-        err_console.print(f"[bold red]{escape(str(path))}: {len(exc.problems)} problem(s)[/]")
-        for problem in exc.problems:
-            err_console.print(f"  {escape(str(problem))}")
-        sys.exit(1)
-
-
-def when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(to_json(data), indent=2, sort_keys=True))
+from agent.cli_rules import rules_group, silences_group
+from agent.errors import ConflictError, OpsWatchError
+from agent.model import RemediationRun, RunState, Ticket, TicketState
 
 
 @click.group()
@@ -127,15 +91,6 @@ def collect(config_path: Path, once: bool, as_json: bool) -> None:
         labels = ", ".join(f"{k}={v}" for k, v in s.labels)
         table.add_row(escape(s.name), escape(labels), f"{s.value:.6g}")
     console.print(table)
-
-
-def open_state(cfg: config_mod.AgentConfig) -> Any:
-    """The state store of this config, migrated (the CLI works whether or not the agent runs)."""
-    from agent.store import Store
-
-    store = Store(cfg.database_url)
-    store.migrate()
-    return store
 
 
 @main.command()
@@ -232,17 +187,13 @@ def _decide(config_path: Path, run_id: str, actor: str, reason: str | None) -> R
         raise click.ClickException(str(exc)) from None
 
 
-def _actor(name: str | None) -> str:
-    return name or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
-
-
 @runs.command("approve")
 @config_option
 @click.argument("run_id")
 @click.option("--as", "actor", default=None, help="Who approves (default: the login name).")
 def runs_approve(config_path: Path, run_id: str, actor: str | None) -> None:
     """Approve a pending run; the agent runs it once."""
-    approved = _decide(config_path, run_id, _actor(actor), None)
+    approved = _decide(config_path, run_id, actor_name(actor), None)
     click.echo(f"run {approved.id} approved by {approved.approved_by}")
 
 
@@ -253,7 +204,7 @@ def runs_approve(config_path: Path, run_id: str, actor: str | None) -> None:
 @click.option("--as", "actor", default=None, help="Who rejects (default: the login name).")
 def runs_reject(config_path: Path, run_id: str, reason: str, actor: str | None) -> None:
     """Reject a pending run."""
-    rejected = _decide(config_path, run_id, _actor(actor), reason)
+    rejected = _decide(config_path, run_id, actor_name(actor), reason)
     click.echo(f"run {rejected.id} rejected: {rejected.reason}")
 
 
@@ -310,3 +261,7 @@ def tickets_show(config_path: Path, ticket_id: int, as_json: bool) -> None:
         click.echo(f"resolution: {found.resolution}")
     for event in found.history:
         click.echo(f"{when(event.at)} {event.kind}: {event.text}")
+
+
+main.add_command(rules_group)
+main.add_command(silences_group)

@@ -129,6 +129,8 @@ class Agent:
             )
         restored = await asyncio.to_thread(self.store.active_alerts, self.config.agent.name)
         self.cycle_state = CycleState({a.fingerprint: status_from_alert(a) for a in restored})
+        # Stored silences apply from the first cycle; afterwards each cycle re-reads them.
+        self.stored_silences = await asyncio.to_thread(self.store.list_silences, now)
         await asyncio.to_thread(self._refresh_counts)
 
     def _server(self) -> _Server:
