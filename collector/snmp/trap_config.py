@@ -128,7 +128,7 @@ class TrapConfig(Strict):
     @classmethod
     def _listen(cls, value: str) -> str:
         _host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
             raise PydanticCustomError("listen", "expected HOST:PORT, got '{v}'", {"v": value})
         return value
 
