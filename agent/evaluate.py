@@ -8,11 +8,11 @@ defined value (division by zero, too few points for `rate`) is left out of the r
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import operator
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -72,7 +72,11 @@ def _instant(selected: Iterable[Series], now: float) -> Vector:
     oldest = now - STALENESS
     for series in selected:
         ts = series.timestamps
-        hi = len(ts) if ts and ts[-1] <= now else bisect_right(ts, now)
+        if ts and ts[-1] <= now:  # the usual case: the newest point is the one, no bisect
+            if ts[-1] > oldest:
+                out[series.labels] = series.values[-1]
+            continue
+        hi = bisect_right(ts, now)
         if hi and ts[hi - 1] > oldest:
             out[series.labels] = series.values[hi - 1]
     return out
@@ -80,6 +84,14 @@ def _instant(selected: Iterable[Series], now: float) -> Vector:
 
 # ---------------------------------------------------------------------------------------------
 # Window functions: one series' points in the window -> a value, or None when undefined
+
+
+def _resets(vs: Sequence[float], lo: int, hi: int) -> float:
+    """What counter resets in vs[lo:hi] hide: the sum of the values just before each drop."""
+    # A drop means the counter restarted from zero: that step's increase is the new value,
+    # not new - old, so add back each pre-reset value. map/compress keep the loop in C.
+    w = vs[lo:hi]
+    return sum(itertools.compress(w, map(operator.gt, w, itertools.islice(w, 1, None))))
 
 
 def _increase(
@@ -90,10 +102,7 @@ def _increase(
         return None
     increase = vs[hi - 1] - vs[lo]
     if series.last_drop > series.timestamps[lo]:  # skip the scan when no value fell in the window
-        # A drop means the counter restarted from zero: that step's increase is the new value,
-        # not new - old, so add back each pre-reset value. map/compress keep the loop in C.
-        w = vs[lo:hi]
-        increase += sum(itertools.compress(w, map(operator.gt, w, itertools.islice(w, 1, None))))
+        increase += _resets(vs, lo, hi)
     return increase
 
 
@@ -117,30 +126,50 @@ class Fit:
 
     def time_to(self, threshold: float) -> float | None:
         """Seconds until the line reaches `threshold`; None if flat or heading away from it."""
-        if self.slope == 0:
-            return None
-        seconds = (threshold - self.intercept) / self.slope
-        return seconds if seconds >= 0 else None
+        return _time_to(self.slope, self.intercept, threshold)
 
 
-def linear_fit(timestamps: Sequence[float], values: Sequence[float], now: float) -> Fit | None:
-    """Fit a line through the points (x = seconds relative to `now`); None if under 2 times."""
+def _time_to(slope: float, intercept: float, threshold: float) -> float | None:
+    if slope == 0:
+        return None
+    seconds = (threshold - intercept) / slope
+    return seconds if seconds >= 0 else None
+
+
+_Line = tuple[float, float, float, float, list[float]]
+"""slope, intercept, sxx, sxy, and the values' deviations from their mean."""
+
+
+def _line(timestamps: Sequence[float], values: Sequence[float], now: float) -> _Line | None:
+    """The least-squares line without `Fit`'s r2: predictions need only slope and intercept."""
     n = len(values)
     if n < 2:
         return None
     # centred sums: raw sums of squares cancel catastrophically for large values (bytes)
-    x_mean = math.fsum(t - now for t in timestamps) / n
+    xs = [t - now for t in timestamps]
+    x_mean = math.fsum(xs) / n
     y_mean = math.fsum(values) / n
-    dxs = [t - now - x_mean for t in timestamps]
-    dys = [y - y_mean for y in values]
-    sxx = math.fsum(dx * dx for dx in dxs)
+    dxs = [x - x_mean for x in xs]
+    sxx = math.fsum(map(operator.mul, dxs, dxs))
     if sxx <= 0:
         return None
-    sxy = math.fsum(dx * dy for dx, dy in zip(dxs, dys, strict=True))
-    syy = math.fsum(dy * dy for dy in dys)
+    dys = [y - y_mean for y in values]
+    sxy = math.fsum(map(operator.mul, dxs, dys))
     slope = sxy / sxx
+    return slope, y_mean - slope * x_mean, sxx, sxy, dys
+
+
+def linear_fit(timestamps: Sequence[float], values: Sequence[float], now: float) -> Fit | None:
+    """Fit a line through the points (x = seconds relative to `now`); None if under 2 times."""
+    if len(timestamps) != len(values):
+        raise ValueError("linear_fit needs one timestamp per value")
+    line = _line(timestamps, values, now)
+    if line is None:
+        return None
+    slope, intercept, sxx, sxy, dys = line
+    syy = math.fsum(map(operator.mul, dys, dys))
     r2 = 1.0 if syy <= 0 else min(1.0, sxy * sxy / (sxx * syy))
-    return Fit(slope, y_mean - slope * x_mean, r2, n)
+    return Fit(slope, intercept, r2, len(values))
 
 
 def _window_fit(series: Series, lo: int, hi: int, now: float) -> Fit | None:
@@ -151,16 +180,16 @@ def _predict_linear(
     series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]
 ) -> float | None:
     """Least-squares line through the window, read `params[0]` seconds after `now`."""
-    fit = _window_fit(series, lo, hi, now)
-    return None if fit is None else fit.intercept + fit.slope * params[0]
+    line = _line(series.timestamps[lo:hi], series.values[lo:hi], now)
+    return None if line is None else line[1] + line[0] * params[0]
 
 
 def _time_to_threshold(
     series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]
 ) -> float | None:
     """Seconds until the least-squares line reaches `params[0]`; left out if it never will."""
-    fit = _window_fit(series, lo, hi, now)
-    return None if fit is None else fit.time_to(params[0])
+    line = _line(series.timestamps[lo:hi], series.values[lo:hi], now)
+    return None if line is None else _time_to(line[0], line[1], params[0])
 
 
 VALUE_FUNCTIONS: dict[str, Callable[[Sequence[float]], float | None]] = {
@@ -183,25 +212,76 @@ SERIES_FUNCTIONS: dict[str, SeriesFn] = {
 }
 """Window functions that need timestamps or the series: (series, lo, hi, now, params)."""
 
+# Each loop below runs once per selected series per rule per cycle, the engine's hottest path,
+# so each computes the window [lo, hi) inline (as `Series.span` does) instead of calling it.
+
 
 def _call(node: Call, view: SeriesView, now: float) -> Vector:
     selector = node.arg.selector
     selected = view.select(selector.name, selector.matchers)
     if node.func == "absent":
         return _absent(node.arg, selected, now)
-    start, out = now - node.arg.range, {}
-    values_only, params = VALUE_FUNCTIONS.get(node.func), node.params
+    start = now - node.arg.range
+    values_only = VALUE_FUNCTIONS.get(node.func)
+    if values_only is not None:
+        return _of_values(values_only, selected, start, now)
     of_series = SERIES_FUNCTIONS.get(node.func, _undefined)
+    if of_series is _rate or of_series is _increase:
+        return _increases(selected, start, now, per_second=of_series is _rate)
+    return _of_series(of_series, selected, start, now, node.params)
+
+
+def _of_values(
+    fn: Callable[[Sequence[float]], float | None],
+    selected: Iterable[Series],
+    start: float,
+    now: float,
+) -> Vector:
+    out: Vector = {}
     for series in selected:
-        lo, hi = series.span(start, now)
-        if hi <= lo:
+        ts = series.timestamps
+        lo = bisect_right(ts, start)
+        hi = len(ts) if ts and ts[-1] <= now else bisect_right(ts, now, lo)
+        if hi > lo:
+            # the whole array when the window holds every point (the usual case): no copy
+            value = fn(series.values if hi - lo == len(ts) else series.values[lo:hi])
+            if value is not None:
+                out[series.labels] = value
+    return out
+
+
+def _increases(selected: Iterable[Series], start: float, now: float, per_second: bool) -> Vector:
+    """`rate` (per_second) or `increase`: `_rate`'s arithmetic without two calls a series."""
+    out: Vector = {}
+    for series in selected:
+        ts = series.timestamps
+        lo = bisect_right(ts, start)
+        hi = len(ts) if ts and ts[-1] <= now else bisect_right(ts, now, lo)
+        if hi - lo < 2:
             continue
-        if values_only is not None:
-            value = values_only(series.values[lo:hi])
-        else:
-            value = of_series(series, lo, hi, now, params)
-        if value is not None:
-            out[series.labels] = value
+        vs = series.values
+        increase = vs[hi - 1] - vs[lo]
+        if series.last_drop > ts[lo]:
+            increase += _resets(vs, lo, hi)
+        if not per_second:
+            out[series.labels] = increase
+        elif (span := ts[hi - 1] - ts[lo]) > 0:
+            out[series.labels] = increase / span
+    return out
+
+
+def _of_series(
+    fn: SeriesFn, selected: Iterable[Series], start: float, now: float, params: tuple[float, ...]
+) -> Vector:
+    out: Vector = {}
+    for series in selected:
+        ts = series.timestamps
+        lo = bisect_right(ts, start)
+        hi = len(ts) if ts and ts[-1] <= now else bisect_right(ts, now, lo)
+        if hi > lo:
+            value = fn(series, lo, hi, now, params)
+            if value is not None:
+                out[series.labels] = value
     return out
 
 
@@ -256,35 +336,59 @@ _AGGREGATE: dict[str, Callable[[list[float]], float]] = {
 
 def _aggregate(node: Aggregation, vector: Vector) -> Vector:
     groups: dict[Labels, list[float]] = {}
-    names = frozenset(node.grouping)
-    for labels, value in vector.items():
-        groups.setdefault(_group_key(labels, names, node.without), []).append(value)
+    keys = map(_memo(node.grouping, keep=not node.without).__getitem__, vector)
+    for key, value in zip(keys, vector.values(), strict=True):
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [value]
+        else:
+            group.append(value)
     reduce = _AGGREGATE[node.op]
     return {key: reduce(values) for key, values in groups.items()}
 
 
+class _LabelMemo(dict[Labels, Labels]):
+    """Series labels -> the pairs whose names are (keep) or are not in `names`.
+
+    `by`/`without` group keys and `on`/`ignoring` signatures are the same few series' labels
+    cut the same way every cycle: computing each once makes a lookup one hash. Cleared when it
+    outgrows `_MEMO_LIMIT`, so series that come and go cannot grow it without bound.
+    """
+
+    __slots__ = ("keep", "names")
+
+    def __init__(self, names: frozenset[str], keep: bool) -> None:
+        super().__init__()
+        self.names, self.keep = names, keep
+
+    def __missing__(self, labels: Labels) -> Labels:
+        if len(self) >= _MEMO_LIMIT:
+            self.clear()
+        names, keep = self.names, self.keep
+        kept = self[labels] = tuple(p for p in labels if (p[0] in names) == keep)
+        return kept
+
+
+_MEMO_LIMIT = 1 << 20
+_MEMOS: dict[tuple[frozenset[str], bool], _LabelMemo] = {}
+"""One memo per distinct label list in the rules (a handful), kept for the process."""
+
+
+def _memo(names: Iterable[str], keep: bool) -> _LabelMemo:
+    key = (frozenset(names), keep)
+    memo = _MEMOS.get(key)
+    if memo is None:
+        memo = _MEMOS[key] = _LabelMemo(*key)
+    return memo
+
+
 # ---------------------------------------------------------------------------------------------
-# Arithmetic
+# Arithmetic, comparisons and set operators: whole vectors at a time through map/zip/compress,
+# so the per-element work stays in C.
 
-
-@functools.lru_cache(maxsize=1 << 16)
-def _group_key(labels: Labels, names: frozenset[str], without: bool) -> Labels:
-    """Labels kept by `by (names)` or `without (names)`; cached as the same series recur."""
-    return tuple(p for p in labels if (p[0] in names) != without)
-
-
-def _divide(a: float, b: float) -> float | None:
-    return a / b if b != 0 else None  # dropped, never an exception or a NaN that could alert
-
-
-_OPS: dict[str, Callable[[float, float], float | None]] = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": _divide,
-}
-
-
+_ARITHMETIC: dict[str, Callable[[float, float], float]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+}  # fmt: skip
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
     ">=": operator.ge, "<=": operator.le,
@@ -297,15 +401,27 @@ def _binary(op: str, lhs: Value, rhs: Value, matching: VectorMatching | None) ->
     compare = _COMPARE.get(op)
     if compare is not None:
         return _filter(compare, lhs, rhs, matching)
-    fn = _OPS[op]
-    if isinstance(lhs, float) and isinstance(rhs, float):
-        result = fn(lhs, rhs)
-        return {} if result is None else result
-    if isinstance(lhs, float):
-        return _keep({k: fn(lhs, v) for k, v in _vector(rhs).items()})
+    fn, divide = _ARITHMETIC[op], op == "/"
+    # division by zero drops the element: never an exception or a NaN that could alert
     if isinstance(rhs, float):
-        return _keep({k: fn(v, rhs) for k, v in lhs.items()})
-    return _keep({k: fn(a, b) for k, (a, b) in _match(lhs, rhs, matching).items()})
+        if divide and rhs == 0:
+            return {}
+        if isinstance(lhs, float):
+            return fn(lhs, rhs)
+        return dict(zip(lhs, map(fn, lhs.values(), itertools.repeat(rhs)), strict=True))
+    if isinstance(lhs, float):
+        right = _nonzero(rhs) if divide else rhs
+        return dict(zip(right, map(fn, itertools.repeat(lhs), right.values()), strict=True))
+    left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
+    right = _nonzero(right) if divide else right  # after matching: zeros still make ambiguity
+    keys = [k for k in left if k in right]
+    return dict(
+        zip(keys, map(fn, map(left.__getitem__, keys), map(right.__getitem__, keys)), strict=True)
+    )
+
+
+def _nonzero(vector: Vector) -> Vector:
+    return {k: v for k, v in vector.items() if v != 0} if 0.0 in vector.values() else vector
 
 
 def _filter(
@@ -313,10 +429,17 @@ def _filter(
 ) -> Vector:
     """PromQL's comparison without `bool`: keep the elements for which it holds."""
     if isinstance(lhs, float):  # `5 < x` keeps x's values, as PromQL does
-        return {k: v for k, v in _vector(rhs).items() if compare(lhs, v)}
+        vector = _vector(rhs)
+        kept = map(compare, itertools.repeat(lhs), vector.values())
+        return dict(itertools.compress(vector.items(), kept))
     if isinstance(rhs, float):
-        return {k: v for k, v in lhs.items() if compare(v, rhs)}
-    return {k: a for k, (a, b) in _match(lhs, rhs, matching).items() if compare(a, b)}
+        kept = map(compare, lhs.values(), itertools.repeat(rhs))
+        return dict(itertools.compress(lhs.items(), kept))
+    left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
+    keys = [k for k in left if k in right]
+    values = list(map(left.__getitem__, keys))
+    kept = map(compare, values, map(right.__getitem__, keys))
+    return dict(itertools.compress(zip(keys, values, strict=True), kept))
 
 
 def _set_operation(op: str, lhs: Vector, rhs: Vector, matching: VectorMatching | None) -> Vector:
@@ -334,33 +457,16 @@ def _signer(matching: VectorMatching | None) -> Callable[[Labels], Labels]:
     """The labels two elements must share to match: all of them, or those on()/ignoring() pick."""
     if matching is None:
         return lambda labels: labels
-    names, on = frozenset(matching.labels), matching.on
-    return lambda labels: tuple(p for p in labels if (p[0] in names) == on)
-
-
-def _keep(results: dict[Labels, float | None]) -> Vector:
-    return {k: v for k, v in results.items() if v is not None}
-
-
-def _match(
-    lhs: Vector, rhs: Vector, matching: VectorMatching | None
-) -> dict[Labels, tuple[float, float]]:
-    """One-to-one pairs keyed by their match signature (also the result's labels)."""
-    left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
-    return {key: (value, right[key]) for key, value in left.items() if key in right}
+    return _memo(matching.labels, keep=matching.on).__getitem__
 
 
 def _by_signature(vector: Vector, matching: VectorMatching | None) -> Vector:
     if matching is None:
         return vector
-    sign = _signer(matching)
-    out: Vector = {}
-    ambiguous: set[Labels] = set()
-    for labels, value in vector.items():
-        key = sign(labels)
-        if key in out:
-            ambiguous.add(key)  # many-to-one needs group_left, which we do not have: drop
-        out[key] = value
-    for key in ambiguous:
-        del out[key]
+    signatures = list(map(_signer(matching), vector))
+    out = dict(zip(signatures, vector.values(), strict=True))
+    if len(out) < len(vector):  # many-to-one needs group_left, which we do not have: drop
+        for key, count in Counter(signatures).items():
+            if count > 1:
+                del out[key]
     return out
