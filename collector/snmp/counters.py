@@ -1,0 +1,160 @@
+"""Counters done right, and the indicators derived from them; pure, state passed in.
+
+SNMP counters are raw running totals: a 32-bit one wraps (every 3.4 s at 10 Gbit/s), and all of
+them restart from zero when the device reboots. A rate taken naively then spikes to petabits or
+goes negative, and an alert fires on nonsense. Here a rate is only produced between two
+readings of the same counter on the same boot: sysUpTime going back marks a reboot and drops
+every baseline of that device; a 32-bit counter that went down by more than half its range
+wrapped once; any other decrease is a reset and yields no rate this round.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from agent.model import Labels, MetricMeta, MetricType, Sample
+
+_WRAP32 = 2**32
+# (derived name, 64-bit source, 32-bit source): the HC counter wins whenever the row has it.
+_OCTETS = (
+    ("in", "ifHCInOctets", "ifInOctets"),
+    ("out", "ifHCOutOctets", "ifOutOctets"),
+)
+_LABEL_SOURCES = ("ifIndex", "ifHCInOctets", "ifInOctets", "ifOperStatus")
+_PER_SECOND = (
+    ("opswatch_if_in_errors_per_second", "ifInErrors"),
+    ("opswatch_if_out_errors_per_second", "ifOutErrors"),
+    ("opswatch_if_in_discards_per_second", "ifInDiscards"),
+    ("opswatch_if_out_discards_per_second", "ifOutDiscards"),
+)
+FAMILIES = (
+    MetricMeta("opswatch_if_in_bytes_per_second", MetricType.GAUGE, "Inbound octets per second."),
+    MetricMeta("opswatch_if_out_bytes_per_second", MetricType.GAUGE, "Outbound octets per second."),
+    MetricMeta(
+        "opswatch_if_in_utilization_ratio",
+        MetricType.GAUGE,
+        "Inbound bits per second over ifHighSpeed (ifSpeed if that is 0), 0..1.",
+    ),
+    MetricMeta(
+        "opswatch_if_out_utilization_ratio",
+        MetricType.GAUGE,
+        "Outbound bits per second over ifHighSpeed (ifSpeed if that is 0), 0..1.",
+    ),
+    *(MetricMeta(n, MetricType.GAUGE, f"{src} per second.") for n, src in _PER_SECOND),
+    MetricMeta(
+        "opswatch_snmp_device_reboots_total",
+        MetricType.COUNTER,
+        "Times the device's sysUpTime went back since the agent started.",
+    ),
+)
+
+
+@dataclass(slots=True)
+class CounterState:
+    """Last readings of every counter of every target, and each target's last sysUpTime."""
+
+    readings: dict[tuple[str, str, Labels], tuple[float, float]] = field(default_factory=dict)
+    uptime: dict[str, float] = field(default_factory=dict)
+    reboots: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def observe_uptime(self, target: str, ticks: float) -> bool:
+        """Record sysUpTime; True (and every baseline of `target` dropped) if it went back."""
+        last = self.uptime.get(target)
+        self.uptime[target] = ticks
+        if last is None or ticks >= last:
+            return False
+        self.forget(target)
+        self.reboots[target] += 1
+        return True
+
+    def forget(self, target: str) -> None:
+        """Drop every counter baseline of `target` (after a reboot or a config change)."""
+        for key in [k for k in self.readings if k[0] == target]:
+            del self.readings[key]
+
+    def rate(self, target: str, sample: Sample, bits: int = 64) -> float | None:
+        """Per-second increase since the last reading, or None when there is no valid one."""
+        key = (target, sample.name, sample.labels)
+        last = self.readings.get(key)
+        self.readings[key] = (sample.value, sample.timestamp)
+        if last is None or sample.timestamp <= last[1]:
+            return None
+        delta = counter_delta(last[0], sample.value, bits)
+        return None if delta is None else delta / (sample.timestamp - last[1])
+
+
+def counter_delta(old: float, new: float, bits: int) -> float | None:
+    """Increase from `old` to `new`: one wrap allowed for 32-bit counters, else None on a drop."""
+    if new >= old:
+        return new - old
+    if bits == 32 and old - new > _WRAP32 / 2:  # small after large: it wrapped, not reset
+        return new + _WRAP32 - old
+    return None
+
+
+def interface_indicators(
+    state: CounterState, target: str, samples: Iterable[Sample], now: float
+) -> list[Sample]:
+    """Utilisation, byte, error and discard rates per interface from if_mib samples."""
+    rows: dict[str, dict[str, Sample]] = defaultdict(dict)
+    for s in samples:
+        index = s.label("ifIndex")
+        if index:
+            rows[index][s.name] = s
+    out: list[Sample] = []
+    for row in rows.values():
+        out.extend(_row_indicators(state, target, row, now))
+    return out
+
+
+def _row_indicators(
+    state: CounterState, target: str, row: Mapping[str, Sample], now: float
+) -> list[Sample]:
+    # Labels of a numeric column: target, ifIndex and lookups (text columns add their own).
+    numeric = [row[n] for n in _LABEL_SOURCES if n in row]
+    if not numeric:
+        return []
+    labels = numeric[0].labels
+    out: list[Sample] = []
+    speed = _speed_bps(row)
+    for direction, hc, low in _OCTETS:
+        source, bits = (row.get(hc), 64) if hc in row else (row.get(low), 32)
+        rate = None if source is None else state.rate(target, source, bits)
+        if rate is None:
+            continue
+        out.append(Sample(f"opswatch_if_{direction}_bytes_per_second", labels, rate, now))
+        if speed:
+            util = rate * 8 / speed
+            out.append(Sample(f"opswatch_if_{direction}_utilization_ratio", labels, util, now))
+    for name, src in _PER_SECOND:
+        if src in row:
+            rate = state.rate(target, row[src], 32)
+            if rate is not None:
+                out.append(Sample(name, labels, rate, now))
+    return out
+
+
+def _speed_bps(row: Mapping[str, Sample]) -> float:
+    high = row.get("ifHighSpeed")
+    if high is not None and high.value > 0:
+        return high.value * 1_000_000
+    low = row.get("ifSpeed")
+    return low.value if low is not None else 0.0
+
+
+@dataclass(slots=True)
+class Availability:
+    """Share of successful polls per target over a sliding window of seconds."""
+
+    window: float
+    polls: dict[str, deque[tuple[float, bool]]] = field(default_factory=dict)
+
+    def record(self, target: str, now: float, up: bool) -> float:
+        """Add one poll outcome; return the ratio of good polls in the window."""
+        history = self.polls.setdefault(target, deque())
+        history.append((now, up))
+        while history and history[0][0] <= now - self.window:
+            history.popleft()
+        return sum(1 for _, ok in history if ok) / len(history)
