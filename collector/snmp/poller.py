@@ -153,7 +153,7 @@ class SnmpPoller:
 
     async def acollect(self, now: float) -> list[Sample]:
         """Poll every target concurrently; each ends by its deadline and reports itself."""
-        await self._open()
+        await self.open()
         deadline = time.monotonic() + self.timeout * _DEADLINE_SHARE
         slots = asyncio.Semaphore(self._concurrency)
         polls = [self._poll(t, now, deadline, slots) for t in self.targets]
@@ -170,7 +170,8 @@ class SnmpPoller:
             usm.close()
         self._client, self._usm, self._loop = None, {}, None
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
+        """Open the shared socket on the running loop (again if the loop changed)."""
         loop = asyncio.get_running_loop()
         if self._loop is loop and self._client is not None:
             return
@@ -197,7 +198,7 @@ class SnmpPoller:
     async def _fetch(self, target: PollTarget) -> tuple[list[VarBind], float]:
         """GET the scalars (sysUpTime first, timed), then walk each table."""
         gets = [SYS_UPTIME_0, *[o for o in profiles.all_gets(target.profiles) if o != SYS_UPTIME_0]]
-        get, walk = await self._methods(target)
+        get, walk = await self.methods(target)
         started = time.monotonic()
         out = await get(gets[:_GET_CHUNK])
         latency = time.monotonic() - started
@@ -207,7 +208,8 @@ class SnmpPoller:
             out.extend(await walk(root))
         return out, latency
 
-    async def _methods(self, target: PollTarget) -> tuple[Any, Any]:
+    async def methods(self, target: PollTarget) -> tuple[Any, Any]:
+        """The (get, walk) coroutine functions that reach `target` with its credentials."""
         if target.v3 is not None:
             usm = self._usm.get(target.credential)
             if usm is None:
