@@ -22,7 +22,6 @@ _OCTETS = (
     ("in", "ifHCInOctets", "ifInOctets"),
     ("out", "ifHCOutOctets", "ifOutOctets"),
 )
-_LABEL_SOURCES = ("ifIndex", "ifHCInOctets", "ifInOctets", "ifOperStatus")
 _PER_SECOND = (
     ("opswatch_if_in_errors_per_second", "ifInErrors"),
     ("opswatch_if_out_errors_per_second", "ifOutErrors"),
@@ -112,8 +111,8 @@ def interface_indicators(
 def _row_indicators(
     state: CounterState, target: str, row: Mapping[str, Sample], now: float
 ) -> list[Sample]:
-    # Labels of a numeric column: target, ifIndex and lookups (text columns add their own).
-    numeric = [row[n] for n in _LABEL_SOURCES if n in row]
+    # Labels of a numeric column: target, ifIndex and lookups (text columns add their own label).
+    numeric = [s for s in row.values() if not s.label(s.name) and not s.name.endswith("_info")]
     if not numeric:
         return []
     labels = numeric[0].labels

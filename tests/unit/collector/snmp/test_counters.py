@@ -1,0 +1,88 @@
+"""Counters: HC preferred, 32-bit wraps handled, reboots and resets never give a spike."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.model import Sample, make_labels
+from collector.snmp.counters import Availability, CounterState, counter_delta, interface_indicators
+
+LABELS = {"target": "sw1", "ifIndex": "1", "ifName": "Gi0/1"}
+
+
+def row(now: float, **values: float) -> list[Sample]:
+    return [Sample(name, make_labels(LABELS), v, now) for name, v in values.items()]
+
+
+def by_name(samples: list[Sample]) -> dict[str, float]:
+    return {s.name: s.value for s in samples}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "bits", "expected"),
+    [
+        (100, 350, 32, 250),
+        (2**32 - 100, 50, 32, 150),  # wrapped once
+        (5_000, 10, 32, None),  # dropped by little: a reset, not a wrap
+        (2**63, 10, 64, None),  # 64-bit counters never wrap in practice
+    ],
+)
+def test_counter_delta(old: float, new: float, bits: int, expected: float | None) -> None:
+    assert counter_delta(old, new, bits) == expected
+
+
+def test_utilisation_from_hc_octets_over_high_speed() -> None:
+    state = CounterState()
+    interface_indicators(state, "sw1", row(0, ifHCInOctets=0, ifHighSpeed=1000, ifInOctets=0), 0)
+    out = by_name(
+        interface_indicators(
+            state, "sw1", row(10, ifHCInOctets=625_000_000, ifHighSpeed=1000, ifInOctets=5), 10
+        )
+    )
+    assert out["opswatch_if_in_bytes_per_second"] == 62_500_000
+    assert out["opswatch_if_in_utilization_ratio"] == pytest.approx(0.5)  # 500 of 1000 Mbit/s
+
+
+def test_32_bit_octets_used_when_no_hc_and_wrap_gives_true_rate() -> None:
+    state = CounterState()
+    interface_indicators(state, "sw1", row(0, ifInOctets=2**32 - 1000, ifSpeed=10_000_000), 0)
+    out = by_name(interface_indicators(state, "sw1", row(10, ifInOctets=9000, ifSpeed=10e6), 10))
+    assert out["opswatch_if_in_bytes_per_second"] == 1000
+    assert out["opswatch_if_in_utilization_ratio"] == pytest.approx(0.0008)
+
+
+def test_reboot_drops_baselines_so_no_spike() -> None:
+    state = CounterState()
+    assert not state.observe_uptime("sw1", 100_000)
+    interface_indicators(state, "sw1", row(0, ifHCInOctets=10**12, ifInErrors=500), 0)
+    assert state.observe_uptime("sw1", 300)  # sysUpTime went back: the device rebooted
+    after = interface_indicators(state, "sw1", row(60, ifHCInOctets=10**6, ifInErrors=2), 60)
+    assert after == []
+    later = by_name(
+        interface_indicators(state, "sw1", row(120, ifHCInOctets=2 * 10**6, ifInErrors=8), 120)
+    )
+    assert later["opswatch_if_in_bytes_per_second"] == pytest.approx(10**6 / 60)
+    assert later["opswatch_if_in_errors_per_second"] == pytest.approx(0.1)
+    assert state.reboots["sw1"] == 1
+
+
+def test_counter_reset_without_reboot_yields_no_rate() -> None:
+    state = CounterState()
+    interface_indicators(state, "sw1", row(0, ifHCInOctets=10**9), 0)
+    assert interface_indicators(state, "sw1", row(10, ifHCInOctets=5), 10) == []
+
+
+def test_derived_samples_keep_the_interface_labels() -> None:
+    state = CounterState()
+    interface_indicators(state, "sw1", row(0, ifInDiscards=0), 0)
+    [sample] = interface_indicators(state, "sw1", row(5, ifInDiscards=10), 5)
+    assert sample.name == "opswatch_if_in_discards_per_second"
+    assert dict(sample.labels) == LABELS and sample.value == 2
+
+
+def test_availability_over_a_window() -> None:
+    avail = Availability(window=100)
+    assert avail.record("a", 0, True) == 1.0
+    assert avail.record("a", 50, False) == 0.5
+    assert avail.record("a", 99, True) == pytest.approx(2 / 3)
+    assert avail.record("a", 140, True) == pytest.approx(2 / 3)  # t=0 left the window
