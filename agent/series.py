@@ -126,6 +126,13 @@ class SeriesStore:
         # Selections change only when a family gains or loses a series, which is rare next to
         # the 200 rules that select every cycle: keep them until their family changes.
         self._selections: dict[str, dict[tuple[Matcher, ...], tuple[Series, ...]]] = {}
+        # family -> label -> value -> its series, built on the first `=` selection and dropped
+        # with the family's selections: the first cycle's rules then do not each scan the family
+        self._indexes: dict[str, dict[str, dict[str, list[Series]]]] = {}
+        # One label tuple object per distinct label set, shared by every family that has it
+        # (`avail` and `size`, `rate(errs)` and `rate(packets)`), with its number of series:
+        # the evaluator then matches two sides with the same series by identity, not by hash.
+        self._labels: dict[Labels, tuple[Labels, int]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -147,10 +154,27 @@ class SeriesStore:
                 family = by_name[s.name] = {}
             series = family.get(s.labels)
             if series is None:
-                series = family[s.labels] = Series(s.name, s.labels)
+                series = family[s.labels] = Series(s.name, self._intern(s.labels))
                 self._count += 1
-                self._selections.pop(s.name, None)
+                self._forget(s.name)
             series._add(s.timestamp, s.value, self.max_points)
+
+    def _intern(self, labels: Labels) -> Labels:
+        shared, uses = self._labels.get(labels, (labels, 0))
+        self._labels[labels] = (shared, uses + 1)
+        return shared
+
+    def _release(self, labels: Labels) -> None:
+        shared, uses = self._labels[labels]
+        if uses > 1:
+            self._labels[labels] = (shared, uses - 1)
+        else:
+            del self._labels[labels]
+
+    def _forget(self, name: str) -> None:
+        """Drop what was derived from family `name`'s membership: it just changed."""
+        self._selections.pop(name, None)
+        self._indexes.pop(name, None)
 
     def prune(self, now: float) -> None:
         """Drop points older than `now - retention`, then series left without points."""
@@ -160,7 +184,8 @@ class SeriesStore:
             for labels in [k for k, s in family.items() if _prune_series(s, cutoff)]:
                 del family[labels]
                 self._count -= 1
-                self._selections.pop(name, None)
+                self._release(labels)
+                self._forget(name)
             if not family:
                 del self._by_name[name]
 
@@ -170,11 +195,26 @@ class SeriesStore:
         cached = self._selections.get(name, {}).get(key)
         if cached is not None:
             return cached
-        family = self._by_name.get(name, {})
-        selected = tuple(s for s in family.values() if s.matches(key))
-        if family:
-            self._selections.setdefault(name, {})[key] = selected
+        family = self._by_name.get(name)
+        if not family:
+            return ()
+        candidates: Iterable[Series] = family.values()
+        equal = next((m for m in key if m.op == "="), None)
+        if equal is not None:  # the family's series with that label value, in family order
+            candidates = self._index(name, equal.name).get(equal.value, ())
+            key = tuple(m for m in key if m is not equal)
+        selected = tuple(s for s in candidates if s.matches(key))
+        self._selections.setdefault(name, {})[tuple(matchers)] = selected
         return selected
+
+    def _index(self, name: str, label: str) -> dict[str, list[Series]]:
+        by_label = self._indexes.setdefault(name, {})
+        index = by_label.get(label)
+        if index is None:
+            index = by_label[label] = {}
+            for series in self._by_name[name].values():  # a missing label is the value ""
+                index.setdefault(series.label_map.get(label, ""), []).append(series)
+        return index
 
 
 def _prune_series(series: Series, cutoff: float) -> bool:
