@@ -11,6 +11,7 @@ waits for it. Samples are named as snmp_exporter names them, plus the agent's ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -165,7 +166,8 @@ class SnmpPoller:
     def close(self) -> None:
         """Close the shared socket and every pysnmp engine."""
         if self._client is not None:
-            self._client.close()
+            with contextlib.suppress(RuntimeError):  # its loop already closed, socket with it
+                self._client.close()
         for usm in self._usm.values():
             usm.close()
         self._client, self._usm, self._loop = None, {}, None
