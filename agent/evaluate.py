@@ -213,7 +213,8 @@ SERIES_FUNCTIONS: dict[str, SeriesFn] = {
 """Window functions that need timestamps or the series: (series, lo, hi, now, params)."""
 
 # Each loop below runs once per selected series per rule per cycle, the engine's hottest path,
-# so each computes the window [lo, hi) inline (as `Series.span` does) instead of calling it.
+# so each computes the window [lo, hi) inline (as `Series.span` does) instead of calling it,
+# and skips the bisects when the window holds the whole series (retention = longest window).
 
 
 def _call(node: Call, view: SeriesView, now: float) -> Vector:
@@ -240,8 +241,10 @@ def _of_values(
     out: Vector = {}
     for series in selected:
         ts = series.timestamps
-        lo = bisect_right(ts, start)
-        hi = len(ts) if ts and ts[-1] <= now else bisect_right(ts, now, lo)
+        if not ts:
+            continue
+        lo = 0 if ts[0] > start else bisect_right(ts, start)
+        hi = len(ts) if ts[-1] <= now else bisect_right(ts, now, lo)
         if hi > lo:
             # the whole array when the window holds every point (the usual case): no copy
             value = fn(series.values if hi - lo == len(ts) else series.values[lo:hi])
@@ -255,8 +258,10 @@ def _increases(selected: Iterable[Series], start: float, now: float, per_second:
     out: Vector = {}
     for series in selected:
         ts = series.timestamps
-        lo = bisect_right(ts, start)
-        hi = len(ts) if ts and ts[-1] <= now else bisect_right(ts, now, lo)
+        if not ts:
+            continue
+        lo = 0 if ts[0] > start else bisect_right(ts, start)
+        hi = len(ts) if ts[-1] <= now else bisect_right(ts, now, lo)
         if hi - lo < 2:
             continue
         vs = series.values
@@ -276,8 +281,10 @@ def _of_series(
     out: Vector = {}
     for series in selected:
         ts = series.timestamps
-        lo = bisect_right(ts, start)
-        hi = len(ts) if ts and ts[-1] <= now else bisect_right(ts, now, lo)
+        if not ts:
+            continue
+        lo = 0 if ts[0] > start else bisect_right(ts, start)
+        hi = len(ts) if ts[-1] <= now else bisect_right(ts, now, lo)
         if hi > lo:
             value = fn(series, lo, hi, now, params)
             if value is not None:
@@ -414,10 +421,21 @@ def _binary(op: str, lhs: Value, rhs: Value, matching: VectorMatching | None) ->
         return dict(zip(right, map(fn, itertools.repeat(lhs), right.values()), strict=True))
     left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
     right = _nonzero(right) if divide else right  # after matching: zeros still make ambiguity
+    if _aligned(left, right):
+        return dict(zip(left, map(fn, left.values(), right.values()), strict=True))
     keys = [k for k in left if k in right]
     return dict(
         zip(keys, map(fn, map(left.__getitem__, keys), map(right.__getitem__, keys)), strict=True)
     )
+
+
+def _aligned(left: Vector, right: Vector) -> bool:
+    """Both sides hold the same labels in the same order: pair them by position, no lookups.
+
+    The usual case (`avail / size`, `rate(errs) / rate(packets)`): the store shares one label
+    tuple between families, so this comparison is by identity and cheaper than one hash each.
+    """
+    return len(left) == len(right) and list(left) == list(right)
 
 
 def _nonzero(vector: Vector) -> Vector:
@@ -436,6 +454,9 @@ def _filter(
         kept = map(compare, lhs.values(), itertools.repeat(rhs))
         return dict(itertools.compress(lhs.items(), kept))
     left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
+    if _aligned(left, right):
+        kept = map(compare, left.values(), right.values())
+        return dict(itertools.compress(left.items(), kept))
     keys = [k for k in left if k in right]
     values = list(map(left.__getitem__, keys))
     kept = map(compare, values, map(right.__getitem__, keys))
