@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 from agent.config_base import (
     Duration,
     PrioritySla,
+    RuleActions,
     Secret,
     Size,
     Strict,
@@ -32,6 +33,7 @@ from agent.config_base import (
 )
 from agent.config_load import Loc, read_yaml, validate
 from agent.errors import ConfigError, ConfigProblem, ExpressionError
+from agent.event_config import EventRuleConfig
 from agent.model import Level
 from agent.risk_config import (
     AssetConfig,
@@ -42,8 +44,19 @@ from agent.risk_config import (
 )
 
 __all__ = [
-    "DEFAULT_PORT", "AgentConfig", "Duration", "PrioritySla", "Secret", "Size", "Strict",
-    "json_schema", "load", "parse", "parse_duration", "parse_size",
+    "DEFAULT_PORT",
+    "AgentConfig",
+    "Duration",
+    "PrioritySla",
+    "RuleActions",
+    "Secret",
+    "Size",
+    "Strict",
+    "json_schema",
+    "load",
+    "parse",
+    "parse_duration",
+    "parse_size",
 ]  # fmt: skip
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -200,14 +213,6 @@ class CollectorsSection(Strict):
 Comparison = Literal[">", ">=", "<", "<="]
 
 
-class RuleActions(Strict):
-    ticket: bool = False
-    runbook: str | None = None
-    approval: Literal["auto", "required"] = "required"
-    vars: dict[str, str] = {}
-    """Runbook variables; `{label}` is replaced by the alert's label value (never Jinja)."""
-
-
 class RuleConfig(Strict):
     name: str
     expr: str
@@ -296,6 +301,8 @@ class AgentConfig(Strict):
     collectors: CollectorsSection = CollectorsSection()
     evaluation: EvaluationSection = EvaluationSection()
     rules: list[RuleConfig] = []
+    event_rules: list[EventRuleConfig] = []
+    """Alerts fired by SNMP traps or webhook events (docs/rules.md, "Event rules")."""
     remediation: RemediationSection = RemediationSection()
     risk: RiskConfig = Field(default_factory=RiskConfig)
     assets: list[AssetConfig] = []
@@ -348,25 +355,30 @@ def load(path: Path | str) -> AgentConfig:
 
 def _cross_check(config: AgentConfig) -> Iterator[tuple[Loc, str]]:
     """Checks that span sections: names that must refer to something defined elsewhere."""
-    runbooks = sorted(config.remediation.runbooks)
     seen: set[str] = set()
-    for index, rule in enumerate(config.rules):
-        if rule.name in seen:
-            yield ("rules", index, "name"), f"duplicate rule name '{rule.name}'"
-        seen.add(rule.name)
-        wanted = rule.actions.runbook
-        if wanted is not None and wanted not in config.remediation.runbooks:
-            close = difflib.get_close_matches(wanted, runbooks, n=1, cutoff=0.6)
-            hint = (
-                f" (did you mean '{close[0]}'?)"
-                if close
-                else f"; defined: {', '.join(runbooks) or 'none'}"
-            )
-            yield ("rules", index, "actions", "runbook"), f"unknown runbook '{wanted}'{hint}"
+    every = [("rules", i, r.name, r.actions) for i, r in enumerate(config.rules)]
+    every += [("event_rules", i, r.name, r.actions) for i, r in enumerate(config.event_rules)]
+    for section, index, name, actions in every:
+        if name in seen:
+            yield (section, index, "name"), f"duplicate rule name '{name}'"
+        seen.add(name)
+        problem = _unknown_runbook(actions.runbook, sorted(config.remediation.runbooks))
+        if problem:
+            yield (section, index, "actions", "runbook"), problem
     names = [p.name for p in config.collectors.processes.watch]
     for index, name in enumerate(names):
         if names.index(name) != index:
             yield ("collectors", "processes", "watch", index, "name"), f"duplicate name '{name}'"
+
+
+def _unknown_runbook(wanted: str | None, runbooks: list[str]) -> str | None:
+    if wanted is None or wanted in runbooks:
+        return None
+    close = difflib.get_close_matches(wanted, runbooks, n=1, cutoff=0.6)
+    hint = (
+        f" (did you mean '{close[0]}'?)" if close else f"; defined: {', '.join(runbooks) or 'none'}"
+    )
+    return f"unknown runbook '{wanted}'{hint}"
 
 
 def json_schema() -> dict[str, Any]:

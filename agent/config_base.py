@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -126,3 +126,11 @@ def _url_password(url: str) -> list[str]:
 class PrioritySla(Strict):
     response: Duration
     resolution: Duration
+
+
+class RuleActions(Strict):
+    ticket: bool = False
+    runbook: str | None = None
+    approval: Literal["auto", "required"] = "required"
+    vars: dict[str, str] = {}
+    """Runbook variables; `{label}` is replaced by the alert's label value (never Jinja)."""

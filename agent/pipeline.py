@@ -11,10 +11,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent import flap, inhibit, risk, rules, silences
+from agent import events, flap, inhibit, risk, rules, silences
 from agent.config import AgentConfig
 from agent.evaluate import Fit, first_prediction, window_fits
-from agent.model import Alert, Labels
+from agent.model import Alert, Event, Labels
 from agent.risk_config import SilenceConfig
 from agent.rules import AlertStatus
 from agent.series import SeriesView
@@ -28,6 +28,8 @@ class CycleState:
 
     alerts: Mapping[str, AlertStatus] = field(default_factory=dict)
     flaps: Mapping[str, flap.FlapState] = field(default_factory=dict)
+    events: Mapping[str, events.EventStatus] = field(default_factory=dict)
+    """Firing alerts of event rules (they have no series to re-evaluate)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class Pipeline:
     def __init__(self, config: AgentConfig, static_labels: Mapping[str, str]) -> None:
         self.config = config
         self.rules = rules.compile_rules(config.rules, static_labels)
+        self.event_rules = events.compile_event_rules(config.event_rules, static_labels)
         self.by_name = {r.name: r for r in self.rules}
+        self.impacts = {r.name: r.risk for r in config.rules}
+        self.impacts.update((r.name, r.risk) for r in config.event_rules)
         self.flap_settings = {r.name: r.config.risk.flap for r in self.rules}
         # Assets are matched on the alert's labels plus the host's own (e.g. criticality: high).
         self.host_labels = dict(config.agent.labels)
@@ -53,9 +58,12 @@ class Pipeline:
         now: float,
         state: CycleState,
         extra_silences: Sequence[SilenceConfig] = (),
+        happened: Sequence[Event] = (),
     ) -> Cycle:
         """Evaluate, then rate, silence and inhibit every alert of this cycle."""
         result = rules.evaluate(self.rules, series, now, state.alerts)
+        fired = events.evaluate_events(self.event_rules, happened, series, now, state.events)
+        result = dataclasses.replace(result, alerts=[*result.alerts, *fired.alerts])
         flaps = flap.track(
             state.flaps, flap.observations(result.alerts, self.by_name), self.flap_settings
         )
@@ -68,7 +76,7 @@ class Pipeline:
         ]
         hidden = inhibit.inhibited_by(silenced, self.config.inhibit_rules)
         decided = [dataclasses.replace(a, inhibited_by=hidden.get(a.fingerprint)) for a in silenced]
-        return Cycle(decided, CycleState(result.state, flaps))
+        return Cycle(decided, CycleState(result.state, flaps, fired.state))
 
     def _fits(self, alerts: Sequence[Alert], series: SeriesView, now: float) -> dict[str, Fits]:
         """Fits behind `time_to_threshold` rules that have alerts, once per rule per cycle."""
@@ -84,7 +92,7 @@ class Pipeline:
         self, alert: Alert, fits: Fits | None, flaps: Mapping[str, flap.FlapState]
     ) -> Alert:
         rule = self.by_name.get(alert.rule)
-        settings = rule.config.risk if rule is not None else None
+        settings = self.impacts.get(alert.rule)
         prediction = None
         if fits is not None and rule is not None:
             horizon = (settings.horizon if settings else None) or rule.lowest[1]

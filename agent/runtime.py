@@ -8,6 +8,7 @@ only schedules.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import signal
@@ -21,7 +22,8 @@ import uvicorn
 import runbooks
 from agent.api import create_app
 from agent.config import AgentConfig
-from agent.model import Alert, AlertState, MetricMeta, MetricType, Sample, sample
+from agent.events import EventStatus
+from agent.model import Alert, AlertState, Event, MetricMeta, MetricType, Sample, sample
 from agent.pipeline import CycleState, Pipeline
 from agent.risk_config import SilenceConfig
 from agent.rules import status_from_alert
@@ -35,6 +37,8 @@ from remediation.runs import RunService
 from remediation.tickets.local import LocalDesk
 
 log = logging.getLogger(__name__)
+MAX_PENDING_EVENTS = 10_000
+"""Events queued between two rule cycles; a trap storm beyond this drops the oldest."""
 
 AGENT_METRICS = (
     MetricMeta(
@@ -75,6 +79,7 @@ class Agent:
         self.series = SeriesStore(config.evaluation.retention)
         self.pipeline = Pipeline(config, {"host": config.agent.name})
         self.actions = {r.name: r.actions for r in config.rules}
+        self.actions.update((r.name, r.actions) for r in config.event_rules)
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opswatch")
         self.runners = [
             CollectorRunner(c, self.executor, clock)
@@ -90,6 +95,7 @@ class Agent:
         self.cycle_state = CycleState()
         self.alerts: list[Alert] = []
         self.stored_silences: list[SilenceConfig] = []
+        self.events: collections.deque[Event] = collections.deque(maxlen=MAX_PENDING_EVENTS)
         self.counts: tuple[dict[tuple[str, str], int], dict[Any, int]] = ({}, {})
         self.ready = False
         self.stop = asyncio.Event()
@@ -128,7 +134,13 @@ class Agent:
                 "run was interrupted by a restart", extra={"run": run.id, "runbook": run.runbook}
             )
         restored = await asyncio.to_thread(self.store.active_alerts, self.config.agent.name)
-        self.cycle_state = CycleState({a.fingerprint: status_from_alert(a) for a in restored})
+        event_rules = {r.name for r in self.config.event_rules}
+        self.cycle_state = CycleState(
+            {a.fingerprint: status_from_alert(a) for a in restored if a.rule not in event_rules},
+            events={
+                a.fingerprint: EventStatus.restored(a) for a in restored if a.rule in event_rules
+            },
+        )
         # Stored silences apply from the first cycle; afterwards each cycle re-reads them.
         self.stored_silences = await asyncio.to_thread(self.store.list_silences, now)
         await asyncio.to_thread(self._refresh_counts)
@@ -172,7 +184,11 @@ class Agent:
         now = self.clock()
         started = time.monotonic()
         self.series.prune(now)
-        cycle = self.pipeline.run(self.series, now, self.cycle_state, self.stored_silences)
+        happened = list(self.events)
+        self.events.clear()
+        cycle = self.pipeline.run(
+            self.series, now, self.cycle_state, self.stored_silences, happened
+        )
         self.cycle_state = cycle.state
         self.alerts = cycle.alerts
         took = time.monotonic() - started
@@ -225,6 +241,10 @@ class Agent:
         if done:
             await asyncio.to_thread(self._refresh_counts)
             self.publish()
+
+    def on_event(self, event: Event) -> None:
+        """Queue an event (a trap, a webhook call) for the next rule cycle; never blocks."""
+        self.events.append(event)
 
     def publish(self) -> None:
         samples = [s for batch in self.latest.values() for s in batch]
