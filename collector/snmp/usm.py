@@ -56,6 +56,7 @@ _OTHER_DIALECT: dict[str, PrivProtocol] = {
     "aes256": "aes256c",
     "aes256c": "aes256",
 }
+_AUTHORIZATION_ERROR = 16
 _DIGEST_BYTES = {"md5": 16, "sha": 20, "sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}
 _PRIV_KEY_BYTES = {"aes192": 24, "aes192c": 24, "aes256": 32, "aes256c": 32}
 _DIALECT_HINT = (
@@ -162,6 +163,12 @@ class UsmClient:
             raise await _diagnose_timeout(target)
         if indication:
             raise _translate(indication, target)
+        if int(status) == _AUTHORIZATION_ERROR:  # VACM said no: a credential problem to a user
+            raise SnmpAuthError(
+                f"{target.host}:{target.port} user {target.user.user!r}: not authorized "
+                f"(authorizationError) at security level {target.user.security_level}; "
+                "check the level the agent requires for this user and its view"
+            )
         if int(status):
             raise SnmpResponseError(int(status), int(index))
         return [_varbind(name, value) for name, value in varbinds]

@@ -18,6 +18,25 @@ SYS_DESCR = "OpsWatch integration snmpd"
 
 
 @dataclass(frozen=True)
+class V3User:
+    """A USM user snmpd creates at start (net-snmp names: SHA, SHA-256, AES, AES-256)."""
+
+    name: str
+    auth: str
+    auth_key: str
+    priv: str
+    priv_key: str
+
+
+V3_USERS = (
+    V3User("ow-sha-aes", "SHA", "ow-auth-sha1", "AES", "ow-priv-aes128"),
+    V3User("ow-sha256-aes256", "SHA-256", "ow-auth-sha256", "AES-256", "ow-priv-aes256"),
+    # SHA-1 with AES-256: the two key extensions differ, so the dialect matters here
+    V3User("ow-sha-aes256", "SHA", "ow-auth-sha1x", "AES-256", "ow-priv-aes256x"),
+)
+
+
+@dataclass(frozen=True)
 class Snmpd:
     port: int
     community: str
@@ -50,7 +69,14 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
         pytest.fail("net-snmp is not installed: apt-get install -y snmpd snmp")
     home = tmp_path_factory.mktemp("snmpd")
     conf = home / "snmpd.conf"
-    conf.write_text(f"rocommunity {COMMUNITY} 127.0.0.1\nsysDescr {SYS_DESCR}\nsysName ow-test\n")
+    users = "".join(
+        f'createUser {u.name} {u.auth} "{u.auth_key}" {u.priv} "{u.priv_key}"\n'
+        f"rouser {u.name} priv\n"
+        for u in V3_USERS
+    )
+    conf.write_text(
+        f"rocommunity {COMMUNITY} 127.0.0.1\nsysDescr {SYS_DESCR}\nsysName ow-test\n{users}"
+    )
     # SNMPCONFPATH and -C keep snmpd (and the CLI tools) off /etc/snmp; persistent state stays
     # in the tmp dir; MIBS="" because Debian ships no IETF MIB text.
     env = dict(os.environ, MIBS="", SNMPCONFPATH=str(home), SNMP_PERSISTENT_DIR=str(home))
