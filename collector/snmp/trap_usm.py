@@ -401,8 +401,8 @@ class Usm:
     def _user(self, message: V3Message) -> LocalUser:
         if message.engine_id == self.engine_id:
             user = self._inform_users.get(message.user_name)
-        elif not message.engine_id:
-            raise _Reject("discovery")
+        elif not message.engine_id:  # a probe only if it asks for an answer
+            raise _Reject("discovery" if message.flags & FLAG_REPORTABLE else "unknown_engine_id")
         else:
             user = self._trap_users.get((message.engine_id, message.user_name))
             if user is None and all(e != message.engine_id for e, _ in self._trap_users):

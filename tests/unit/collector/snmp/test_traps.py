@@ -336,6 +336,15 @@ def test_inform_discovery_probe_gets_a_report_with_our_engine_id() -> None:
     assert rx.reports == {"discovery": 1}
 
 
+def test_a_probe_that_asks_no_answer_is_dropped_unanswered() -> None:
+    rx, _, transport = receiver()
+    probe = bytearray(V3_PACKETS["inform_probe"])
+    flags_at = bytes(probe).index(b"\x04\x01\x04") + 2  # msgFlags OCTET STRING of one byte
+    probe[flags_at] = 0
+    rx.datagram_received(bytes(probe), SOURCE)
+    assert transport.sent == [] and rx.dropped == {"unknown_engine_id": 1}
+
+
 def local_user(auth: str, priv: str | None, engine: bytes) -> LocalUser:
     hash_name = AUTH[auth][0]
     auth_key = localize(password_to_key(b"trap-auth-key", hash_name), engine, hash_name)
