@@ -86,7 +86,7 @@ def test_unknown_user(snmpd: Snmpd) -> None:
 
 
 def test_security_level_below_the_users(snmpd: Snmpd) -> None:
-    with pytest.raises(SnmpAuthError, match="not authorized .* at security level authNoPriv"):
+    with pytest.raises(SnmpAuthError, match=r"not authorized .* at security level authNoPriv"):
         ask(snmpd, user(SHA_AES, priv_protocol=None, priv_key=None))
 
 
