@@ -13,11 +13,11 @@ reported once, with `ends_at`, and then forgotten.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from agent import expr as expr_lang
@@ -49,6 +49,12 @@ class CompiledRule:
     """Rule labels and `alertname`: they override the series' labels."""
     annotations: Labels
     config: RuleConfig = field(compare=False, repr=False)
+    identities: _Identities = field(init=False, compare=False, repr=False)
+    """This rule's alert labels and fingerprint per series labels (a cache, see `_Identities`)."""
+
+    def __post_init__(self) -> None:
+        identities = _Identities(self.name, self.static_labels, self.labels)
+        object.__setattr__(self, "identities", identities)
 
     @property
     def lowest(self) -> tuple[Level, float]:
@@ -162,11 +168,16 @@ def _evaluate_rule(
     # need their good elements identified; without any, the hot path skips good elements
     firing = any(s.state is AlertState.FIRING for s in prev.values())
     seen: set[str] = set()
-    for labels, value in evaluate_expr(rule.expr, series, now).items():
+    vector = evaluate_expr(rule.expr, series, now)
+    elements: Iterable[tuple[Labels, float]] = vector.items()
+    if not firing:  # the usual case: pick the bad elements out in C (a NaN is never bad)
+        elements = itertools.compress(elements, map(bad, vector.values(), itertools.repeat(lowest)))
+    identities = rule.identities
+    for labels, value in elements:
         is_bad = bad(value, lowest)
         if not (firing or is_bad) or math.isnan(value):
             continue
-        alert_labels, fp = _identity(rule.name, rule.static_labels, rule.labels, labels)
+        alert_labels, fp = identities[labels]
         if fp in seen:
             continue  # rule labels made two series one alert: the first one speaks for it
         seen.add(fp)
@@ -182,14 +193,37 @@ def _evaluate_rule(
             _record(fp, step, now, out)
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def _identity(rule: str, static: Labels, fixed: Labels, series: Labels) -> tuple[Labels, str]:
-    """Alert labels and fingerprint of one element; cached because it is recomputed each cycle."""
+    """Alert labels and fingerprint of one element."""
     merged = dict(static)
     merged.update(series)
     merged.update(fixed)
     labels = make_labels(merged)
     return labels, fingerprint(rule, labels)
+
+
+class _Identities(dict[Labels, tuple[Labels, str]]):
+    """Series labels -> `_identity` for one rule, computed on first sight.
+
+    Every element with a firing alert in its rule needs its fingerprint every cycle (a sha256):
+    one dict per rule keeps a lookup to one hash, where a shared LRU cache smaller than the
+    fleet would evict and recompute. Cleared past `_IDENTITY_LIMIT` so series churn is bounded.
+    """
+
+    __slots__ = ("fixed", "rule", "static")
+
+    def __init__(self, rule: str, static: Labels, fixed: Labels) -> None:
+        super().__init__()
+        self.rule, self.static, self.fixed = rule, static, fixed
+
+    def __missing__(self, series: Labels) -> tuple[Labels, str]:
+        if len(self) >= _IDENTITY_LIMIT:
+            self.clear()
+        identity = self[series] = _identity(self.rule, self.static, self.fixed, series)
+        return identity
+
+
+_IDENTITY_LIMIT = 1 << 18
 
 
 def _record(fp: str, status: AlertStatus, now: float, out: Evaluation) -> None:
