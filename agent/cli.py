@@ -15,6 +15,7 @@ from rich.table import Table
 
 from agent import config as config_mod
 from agent import logs
+from agent.backtest_cli import backtest_command
 from agent.cli_common import (
     actor_name,
     config_option,
@@ -265,3 +266,4 @@ def tickets_show(config_path: Path, ticket_id: int, as_json: bool) -> None:
 
 main.add_command(rules_group)
 main.add_command(silences_group)
+rules_group.add_command(backtest_command)
