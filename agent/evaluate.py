@@ -138,21 +138,29 @@ def _time_to(slope: float, intercept: float, threshold: float) -> float | None:
 
 _Line = tuple[float, float, float, float, list[float]]
 """slope, intercept, sxx, sxy, and the values' deviations from their mean."""
+_Xs = tuple[float, list[float], float]
+"""The time axis' part of a fit: mean offset from `now`, deviations from it, sxx."""
 
 
-def _line(timestamps: Sequence[float], values: Sequence[float], now: float) -> _Line | None:
+def _x_part(timestamps: Sequence[float], now: float) -> _Xs:
+    xs = [t - now for t in timestamps]
+    x_mean = math.fsum(xs) / len(xs)
+    dxs = [x - x_mean for x in xs]
+    return x_mean, dxs, math.fsum(map(operator.mul, dxs, dxs))
+
+
+def _line(
+    timestamps: Sequence[float], values: Sequence[float], now: float, x_part: _Xs | None = None
+) -> _Line | None:
     """The least-squares line without `Fit`'s r2: predictions need only slope and intercept."""
     n = len(values)
     if n < 2:
         return None
     # centred sums: raw sums of squares cancel catastrophically for large values (bytes)
-    xs = [t - now for t in timestamps]
-    x_mean = math.fsum(xs) / n
-    y_mean = math.fsum(values) / n
-    dxs = [x - x_mean for x in xs]
-    sxx = math.fsum(map(operator.mul, dxs, dxs))
+    x_mean, dxs, sxx = x_part or _x_part(timestamps, now)
     if sxx <= 0:
         return None
+    y_mean = math.fsum(values) / n
     dys = [y - y_mean for y in values]
     sxy = math.fsum(map(operator.mul, dxs, dys))
     slope = sxy / sxx
@@ -229,6 +237,8 @@ def _call(node: Call, view: SeriesView, now: float) -> Vector:
     of_series = SERIES_FUNCTIONS.get(node.func, _undefined)
     if of_series is _rate or of_series is _increase:
         return _increases(selected, start, now, per_second=of_series is _rate)
+    if of_series is _predict_linear or of_series is _time_to_threshold:
+        return _predictions(of_series is _predict_linear, selected, start, now, node.params[0])
     return _of_series(of_series, selected, start, now, node.params)
 
 
@@ -272,6 +282,35 @@ def _increases(selected: Iterable[Series], start: float, now: float, per_second:
             out[series.labels] = increase
         elif (span := ts[hi - 1] - ts[lo]) > 0:
             out[series.labels] = increase / span
+    return out
+
+
+def _predictions(
+    predict: bool, selected: Iterable[Series], start: float, now: float, param: float
+) -> Vector:
+    """`predict_linear` (predict) or `time_to_threshold`, as `_predict_linear` and
+    `_time_to_threshold` compute them, with the time axis' sums computed once per distinct
+    window of timestamps: series polled together share them."""
+    out: Vector = {}
+    x_parts: dict[bytes, _Xs] = {}
+    for series in selected:
+        ts = series.timestamps
+        if not ts:
+            continue
+        lo = 0 if ts[0] > start else bisect_right(ts, start)
+        hi = len(ts) if ts[-1] <= now else bisect_right(ts, now, lo)
+        if hi - lo < 2:
+            continue
+        window = ts[lo:hi]
+        x_part = x_parts.get(key := window.tobytes())
+        if x_part is None:
+            x_part = x_parts[key] = _x_part(window, now)
+        line = _line(window, series.values[lo:hi], now, x_part)
+        if line is None:
+            continue
+        value = line[1] + line[0] * param if predict else _time_to(line[0], line[1], param)
+        if value is not None:
+            out[series.labels] = value
     return out
 
 
