@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from agent.model import RemediationRun, RunState, Ticket, TicketState
 from exporters.prometheus import CONTENT_TYPE, MetricsExporter
@@ -82,7 +82,10 @@ def _text(body: str, status: int = 200) -> PlainTextResponse:
 
 
 def create_app(
-    exporter: MetricsExporter, store: StateReader, ready: Callable[[], bool]
+    exporter: MetricsExporter,
+    store: StateReader,
+    ready: Callable[[], bool],
+    writes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The ASGI application; `ready` says whether start-up (migrations, first cycle) is done."""
 
@@ -135,5 +138,6 @@ def create_app(
         Route("/api/v1/runs/{run_id}", run),
         Route("/api/v1/tickets", tickets),
         Route("/api/v1/tickets/{ticket_id:int}", ticket),
+        *writes,
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

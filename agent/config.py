@@ -111,6 +111,36 @@ class DatabaseConfig(Strict):
         return self
 
 
+Role = Literal["viewer", "events", "operator", "admin"]
+
+
+class ApiToken(Strict):
+    """A bearer token for the HTTP API and what it may do."""
+
+    name: str
+    """Who: the author of silences and approvals made with this token."""
+    role: Role
+    """events: post events; operator: also silences and run decisions; admin: everything."""
+    token: Secret | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiToken:
+        if (self.token is None) == (self.token_file is None):
+            raise PydanticCustomError("token", "set exactly one of token, token_file")
+        if self.token_file is not None:
+            object.__setattr__(self, "token", _read_secret_file(self.token_file, "token_file"))
+        if len(self.token.get_secret_value() if self.token else "") < 16:
+            raise PydanticCustomError("token", "tokens must be at least 16 characters")
+        return self
+
+
+class ApiSection(Strict):
+    tokens: list[ApiToken] = []
+    """Without tokens every mutating endpoint answers 401; reads need none."""
+    max_events_per_request: int = Field(default=100, gt=0, le=10_000)
+
+
 class CollectorSettings(Strict):
     enabled: bool = True
     interval: Duration = 15.0
@@ -298,6 +328,7 @@ class EvaluationSection(Strict):
 class AgentConfig(Strict):
     agent: AgentSection = Field(default_factory=AgentSection)
     database: DatabaseConfig = DatabaseConfig()
+    api: ApiSection = ApiSection()
     collectors: CollectorsSection = CollectorsSection()
     evaluation: EvaluationSection = EvaluationSection()
     rules: list[RuleConfig] = []

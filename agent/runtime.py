@@ -21,6 +21,7 @@ import uvicorn
 
 import runbooks
 from agent.api import create_app
+from agent.api_write import write_routes
 from agent.config import AgentConfig
 from agent.events import EventStatus
 from agent.model import Alert, AlertState, Event, MetricMeta, MetricType, Sample, sample
@@ -66,6 +67,18 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class _Writes:
+    """What the write API changes, gathered from the agent, its store and its run service."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.on_event = agent.on_event
+        self.add_silence = agent.store.add_silence
+        self.expire_silence = agent.store.expire_silence
+        self.list_silences = agent.store.list_silences
+        self.approve = agent.runs.approve
+        self.reject = agent.runs.reject
 
 
 class Agent:
@@ -146,7 +159,9 @@ class Agent:
         await asyncio.to_thread(self._refresh_counts)
 
     def _server(self) -> _Server:
-        app = create_app(self.exporter, self.store, lambda: self.ready)
+        api = self.config.api
+        writes = write_routes(api.tokens, _Writes(self), api.max_events_per_request, self.clock)
+        app = create_app(self.exporter, self.store, lambda: self.ready, writes)
         cfg = self.config.agent
         return _Server(
             uvicorn.Config(

@@ -59,12 +59,13 @@ class SilencesMixin(StoreBase):
     def expire_silence(self, silence_id: str, actor: str, now: float) -> SilenceConfig:
         """End a silence now (audit-logged); StoreError if there is no such silence."""
         with self._tx() as conn:
-            done = conn.execute(
-                update(t.silences).where(t.silences.c.id == silence_id, t.silences.c.ends_at > now)
-                .values(ends_at=now).returning(t.silences.c.id)
-            ).first()  # fmt: skip
-            if done is None:
+            live = t.silences.c.id == silence_id, t.silences.c.ends_at > now
+            starts = conn.execute(select(t.silences.c.starts_at).where(*live)).scalar()
+            if starts is None:
                 raise StoreError(f"no active silence {silence_id}")
+            # A silence ended the instant it began still needs ends_at after starts_at.
+            conn.execute(update(t.silences).where(*live).values(
+                ends_at=now, starts_at=min(starts, now - 0.001)))  # fmt: skip
             self._audit_row(
                 conn, AuditEntry(now, actor, "silence.expire", f"silence/{silence_id}", {})
             )
