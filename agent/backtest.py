@@ -295,6 +295,8 @@ def backtest(
 
 def _walk(node: Expr) -> Iterator[Expr]:
     yield node
+    if isinstance(node, RangeSelector):  # not one of `children`: a range's selector is no value
+        yield node.selector
     for child in children(node):
         yield from _walk(child)
 
