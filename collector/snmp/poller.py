@@ -259,7 +259,7 @@ class SnmpPoller:
         error: str | None,
         varbinds: int = 0,
     ) -> list[Sample]:
-        health = self._health[target.name]
+        health = self._health.setdefault(target.name, _Health())
         health.pdus += pdus
         health.failed = error is not None
         if error is not None:
