@@ -42,6 +42,7 @@ from agent.risk_config import (
     RuleRiskConfig,
     SilenceConfig,
 )
+from collector.snmp.trap_config import TrapConfig
 
 __all__ = [
     "DEFAULT_PORT",
@@ -340,6 +341,8 @@ class AgentConfig(Strict):
     """Criticality of hosts, devices and interfaces, matched by labels."""
     silences: list[SilenceConfig] = []
     inhibit_rules: list[InhibitRuleConfig] = []
+    traps: TrapConfig = TrapConfig()
+    """The SNMP trap receiver (docs/traps.md); off unless enabled."""
 
     def secret_values(self) -> list[str]:
         """Every secret in this config, so logs can scrub them."""

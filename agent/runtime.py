@@ -32,6 +32,7 @@ from agent.scheduler import SCHEDULER_METRICS, CollectorRunner, every
 from agent.series import SeriesStore
 from agent.store import Store
 from collector.host import build_host_collectors
+from collector.snmp.traps import TrapReceiver
 from exporters.prometheus import MetricsExporter, Snapshot
 from remediation.runbook import RunbookExecutor
 from remediation.runs import RunService
@@ -101,6 +102,9 @@ class Agent:
         self.meta = {m.name: m for m in (*SCHEDULER_METRICS, *AGENT_METRICS)}
         for runner in self.runners:
             self.meta.update((m.name, m) for m in runner.collector.describe())
+        self.traps = TrapReceiver(config.traps, self.on_event) if config.traps.enabled else None
+        if self.traps is not None:
+            self.meta.update((m.name, m) for m in self.traps.describe())
         self.exporter = MetricsExporter()
         self.runs = run_service(config, self.store)
         self.desk = LocalDesk(self.store, config.risk.priorities, config.agent.name)
@@ -119,6 +123,9 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         await self._start()
+        if self.traps is not None:
+            host, port = await self.traps.start()
+            log.info("trap receiver listening", extra={"listen": f"{host}:{port}"})
         server = self._server()
         tasks = [asyncio.create_task(self._collect_loop(r)) for r in self.runners]
         tasks += [
@@ -132,6 +139,8 @@ class Agent:
         )
         await self.stop.wait()
         server.should_exit = True
+        if self.traps is not None:
+            self.traps.close()
         await asyncio.wait(tasks, timeout=10)
         for task in tasks:
             task.cancel()
@@ -207,6 +216,8 @@ class Agent:
         self.cycle_state = cycle.state
         self.alerts = cycle.alerts
         took = time.monotonic() - started
+        if self.traps is not None:
+            self.latest["traps"] = self.traps.samples(now)
         self.latest["agent"] = [
             sample("opswatch_rule_evaluation_duration_seconds", took, now),
             sample("opswatch_series", len(self.series), now),

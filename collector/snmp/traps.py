@@ -228,7 +228,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
         """The event for one notification: name, device and trap labels, other varbinds."""
         mapping = self._mappings.get(notification.trap_oid)
         name = _trap_name(notification.trap_oid, mapping)
-        labels = {"device": self.config.devices.get(notification.address, notification.address)}
+        labels = {"target": self.config.devices.get(notification.address, notification.address)}
         used: set[Oid] = {SNMP_TRAP_OID}
         if STANDARD_TRAPS.get(notification.trap_oid) in LINK_TRAPS:
             labels.update(_interface_labels(notification.varbinds, used))

@@ -97,7 +97,7 @@ def send(env: dict[str, str], *commands: list[str], cfg: TrapConfig | None = Non
 
 def check_link_down(event: Event) -> None:
     assert event.name == "linkDown"
-    assert dict(event.labels) == {"device": "lab-switch", "trap": "linkDown", "ifIndex": "5",
+    assert dict(event.labels) == {"target": "lab-switch", "trap": "linkDown", "ifIndex": "5",
                                   "ifName": "eth5"}  # fmt: skip
 
 

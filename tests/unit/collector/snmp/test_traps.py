@@ -127,7 +127,7 @@ def test_recorded_link_down_becomes_an_event_with_interface_labels(name: str) ->
     rx.datagram_received(PACKETS[name], SOURCE)
     [event] = events
     assert event.name == "linkDown"
-    assert labels(event) == {"device": "core-sw1", "trap": "linkDown", "ifIndex": "3",
+    assert labels(event) == {"target": "core-sw1", "trap": "linkDown", "ifIndex": "3",
                              "ifDescr": "ge0-1"}  # fmt: skip
     assert dict(event.fields)["1.3.6.1.2.1.1.3.0"] == "4200"
     assert (event.timestamp, event.source) == (NOW, "snmp_trap")
@@ -187,10 +187,10 @@ def test_unknown_community_is_counted_dropped_and_never_answered() -> None:
     assert rx.dropped == {"unknown_community": 3}
 
 
-def test_unknown_source_keeps_its_ip_as_device() -> None:
+def test_unknown_source_keeps_its_ip_as_target() -> None:
     rx, events, _ = receiver()
     rx.datagram_received(PACKETS["v2c_trap_link_down"], ("192.0.2.7", 162))
-    assert labels(events[0])["device"] == "192.0.2.7"
+    assert labels(events[0])["target"] == "192.0.2.7"
 
 
 def test_if_index_comes_from_any_if_table_column_and_if_name_from_ifxtable() -> None:
@@ -201,7 +201,7 @@ def test_if_index_comes_from_any_if_table_column_and_if_name_from_ifxtable() -> 
         VarBind(Oid.parse("1.3.6.1.2.1.31.1.1.1.1.12"), Tag.OCTET_STRING, b"Gi0/12"),
     )
     rx.datagram_received(packet, SOURCE)
-    assert labels(events[0]) == {"device": "core-sw1", "trap": "linkUp", "ifIndex": "12",
+    assert labels(events[0]) == {"target": "core-sw1", "trap": "linkUp", "ifIndex": "12",
                                  "ifName": "Gi0/12"}  # fmt: skip
     assert dict(events[0].fields) == {"1.3.6.1.2.1.1.3.0": "42", "1.3.6.1.2.1.2.2.1.8.12": "1"}
 
@@ -293,7 +293,7 @@ def test_recorded_v3_traps_authenticate_decrypt_and_become_events(case: str) -> 
     assert rx.dropped == {}
     [event] = events
     assert event.name == "linkDown"
-    assert labels(event) == {"device": "core-sw1", "trap": "linkDown", "ifIndex": "7",
+    assert labels(event) == {"target": "core-sw1", "trap": "linkDown", "ifIndex": "7",
                              "ifName": "Gi0/7"}  # fmt: skip
     assert rx.received == {("3", "linkDown"): 1} and transport.sent == []
 
