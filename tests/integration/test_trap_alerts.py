@@ -77,6 +77,8 @@ def test_link_down_trap_fires_and_link_up_clears(tmp_path: Path) -> None:
         text = agent.metrics()
         assert 'opswatch_snmp_traps_received_total{trap="linkDown",version="2c"} 1.0' in text
         trap("linkUp", trap_port, tmp_path)
-        resolved = wait_for("the ticket to be resolved", lambda: [
-            t for t in cli_json(config, "tickets", "list") if t["state"] == "resolved"])  # fmt: skip
+        def resolved_tickets() -> list[dict[str, Any]]:
+            return [t for t in cli_json(config, "tickets", "list") if t["state"] == "resolved"]
+
+        resolved = wait_for("the ticket to be resolved", resolved_tickets)
         assert [t["id"] for t in resolved] == [ticket["id"]]
