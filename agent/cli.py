@@ -30,6 +30,7 @@ from agent.cli_common import (
 from agent.cli_rules import rules_group, silences_group
 from agent.errors import ConflictError, OpsWatchError
 from agent.model import RemediationRun, RunState, Ticket, TicketState
+from collector.snmp.cli import add_commands as add_snmp_commands
 
 
 @click.group()
@@ -266,4 +267,5 @@ def tickets_show(config_path: Path, ticket_id: int, as_json: bool) -> None:
 
 main.add_command(rules_group)
 main.add_command(silences_group)
+add_snmp_commands(main)
 rules_group.add_command(backtest_command)

@@ -42,6 +42,7 @@ from agent.risk_config import (
     RuleRiskConfig,
     SilenceConfig,
 )
+from collector.snmp.config import SnmpSection
 from collector.snmp.trap_config import TrapConfig
 
 __all__ = [
@@ -341,6 +342,8 @@ class AgentConfig(Strict):
     """Criticality of hosts, devices and interfaces, matched by labels."""
     silences: list[SilenceConfig] = []
     inhibit_rules: list[InhibitRuleConfig] = []
+    snmp: SnmpSection = SnmpSection()
+    """Network devices polled over SNMP v1/v2c/v3 (docs/snmp.md)."""
     traps: TrapConfig = TrapConfig()
     """The SNMP trap receiver (docs/traps.md); off unless enabled."""
 
@@ -364,9 +367,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     agent = data.get("agent")
     if isinstance(agent, dict) and isinstance(agent.get("state_dir"), str):
         agent["state_dir"] = str(base / agent["state_dir"])
-    remediation = data.get("remediation")
-    if isinstance(remediation, dict) and isinstance(remediation.get("runbooks_dir"), str):
-        remediation["runbooks_dir"] = str(base / remediation["runbooks_dir"])
+    for section, key in (("remediation", "runbooks_dir"), ("snmp", "profiles_dir")):
+        found = data.get(section)
+        if isinstance(found, dict) and isinstance(found.get(key), str):
+            found[key] = str(base / found[key])
 
 
 def parse(text: str, source: str = "agent.yaml", base: Path | None = None) -> AgentConfig:

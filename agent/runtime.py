@@ -28,10 +28,11 @@ from agent.model import Alert, AlertState, Event, MetricMeta, MetricType, Sample
 from agent.pipeline import CycleState, Pipeline
 from agent.risk_config import SilenceConfig
 from agent.rules import status_from_alert
-from agent.scheduler import SCHEDULER_METRICS, CollectorRunner, every
+from agent.scheduler import SCHEDULER_METRICS, Collector, CollectorRunner, every
 from agent.series import SeriesStore
 from agent.store import Store
 from collector.host import build_host_collectors
+from collector.snmp.poller import build_snmp_collectors
 from collector.snmp.traps import TrapReceiver
 from exporters.prometheus import MetricsExporter, Snapshot
 from remediation.runbook import RunbookExecutor
@@ -95,10 +96,9 @@ class Agent:
         self.actions = {r.name: r.actions for r in config.rules}
         self.actions.update((r.name, r.actions) for r in config.event_rules)
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opswatch")
-        self.runners = [
-            CollectorRunner(c, self.executor, clock)
-            for c in build_host_collectors(config.collectors)
-        ]
+        self.snmp = build_snmp_collectors(config.snmp)
+        collectors: list[Collector] = [*build_host_collectors(config.collectors), *self.snmp]
+        self.runners = [CollectorRunner(c, self.executor, clock) for c in collectors]
         self.meta = {m.name: m for m in (*SCHEDULER_METRICS, *AGENT_METRICS)}
         for runner in self.runners:
             self.meta.update((m.name, m) for m in runner.collector.describe())
@@ -144,6 +144,8 @@ class Agent:
         await asyncio.wait(tasks, timeout=10)
         for task in tasks:
             task.cancel()
+        for poller in self.snmp:
+            poller.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("agent stopped")
 
@@ -281,6 +283,10 @@ class Agent:
 async def collect_once(config: AgentConfig) -> list[Sample]:
     """Every enabled collector once, concurrently (for `opswatch collect --once`)."""
     with ThreadPoolExecutor(max_workers=16) as pool:
-        runners = [CollectorRunner(c, pool) for c in build_host_collectors(config.collectors)]
+        found: list[Collector] = [
+            *build_host_collectors(config.collectors),
+            *build_snmp_collectors(config.snmp),
+        ]
+        runners = [CollectorRunner(c, pool) for c in found]
         batches = await asyncio.gather(*(r.run_once() for r in runners))
     return [s for batch in batches for s in batch]

@@ -1,0 +1,77 @@
+"""The agent polls real snmpd (v2c and v3) from agent.yaml; /metrics shows it in
+snmp_exporter's names; a dead target is down without holding the others up."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.agentproc import (
+    OPSWATCH,
+    env,
+    free_port,
+    only_collectors,
+    running_agent,
+    wait_for,
+    write_config,
+)
+
+from .conftest import V3_USERS, Snmpd, free_udp_port
+
+pytestmark = pytest.mark.integration
+
+
+def config_for(tmp_path: Path, snmpd: Snmpd, port: int) -> Path:
+    v3 = V3_USERS[1]  # SHA-256 / AES-256 (net-snmp: Blumenthal)
+    return write_config(tmp_path / "agent.yaml", {
+        "agent": {"name": "noc-poller", "state_dir": "state", "listen": f"127.0.0.1:{port}"},
+        "collectors": only_collectors("loadavg"),
+        "evaluation": {"interval": "1s"},
+        "snmp": {
+            "defaults": {"interval": "2s", "timeout": "1s", "retries": 0},
+            "credentials": {
+                "lab": {"version": "2c", "community": snmpd.community},
+                "lab-v3": {"version": "3", "user": v3.name, "auth_protocol": "sha256",
+                           "auth_key": v3.auth_key, "priv_protocol": "aes256",
+                           "priv_key": v3.priv_key},
+            },
+            "targets": [
+                {"name": "lab-v2c", "address": "127.0.0.1", "port": snmpd.port,
+                 "credentials": "lab", "labels": {"criticality": "high"}},
+                {"name": "lab-v3", "address": "127.0.0.1", "port": snmpd.port,
+                 "credentials": "lab-v3", "profiles": ["system"]},
+                {"name": "dead", "address": "127.0.0.1", "port": free_udp_port(),
+                 "credentials": "lab"},
+            ],
+        },
+    })  # fmt: skip
+
+
+def value(text: str, pattern: str) -> float | None:
+    match = re.search(pattern + r" ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def test_agent_polls_snmpd_and_exports_if_mib(tmp_path: Path, snmpd: Snmpd) -> None:
+    port = free_port()
+    config = config_for(tmp_path, snmpd, port)
+    with running_agent(config, port, tmp_path) as agent:
+
+        def polled() -> str | None:
+            text = agent.metrics()
+            return text if 'opswatch_snmp_up{target="dead"}' in text else None
+
+        text = wait_for("a full SNMP poll", polled, timeout=30)
+        assert value(text, r'opswatch_snmp_up\{criticality="high",target="lab-v2c"\}') == 1
+        assert value(text, r'opswatch_snmp_up\{target="lab-v3"\}') == 1
+        assert value(text, r'opswatch_snmp_up\{target="dead"\}') == 0
+        assert value(text, r'opswatch_collector_up\{collector="snmp"\}') == 1
+        assert re.search(r'^ifHCInOctets\{.*ifName="lo".*target="lab-v2c"', text, re.MULTILINE)
+        assert re.search(r'^ifOperStatus\{[^}]*criticality="high"', text, re.MULTILINE)
+        assert re.search(r'^sysUpTime\{target="lab-v3"\}', text, re.MULTILINE)
+    command = [OPSWATCH, "snmp", "walk", "lab-v2c", "1.3.6.1.2.1.1.5", "-c", str(config)]
+    walk = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=60)
+    assert walk.returncode == 0, walk.stderr
+    assert walk.stdout.strip() == '.1.3.6.1.2.1.1.5.0 = STRING: "ow-test"'
