@@ -254,15 +254,18 @@ class _Feed:
 
 
 def evaluation_times(start: float, end: float, step: float) -> list[float]:
-    """`start`, `start + step`, ... up to `end` (by multiplication, so no drift)."""
-    if not (math.isfinite(start) and math.isfinite(end) and step > 0):
-        raise BacktestError("start and end must be finite and the step positive")
+    """`start`, `start + step`, ... up to `end`, on whole milliseconds like Prometheus' times.
+
+    Rounded so that a sample Prometheus stamps at an evaluation time is exactly that float.
+    """
+    if not (math.isfinite(start) and math.isfinite(end) and step >= 0.001):
+        raise BacktestError("start and end must be finite and the step at least 1ms")
     if end < start:
         raise BacktestError("the end of a backtest must not be before its start")
     count = math.floor((end - start) / step + 1e-9) + 1
     if count > MAX_EVALUATIONS:
         raise BacktestError(f"{count} evaluations (limit {MAX_EVALUATIONS}): use a larger step")
-    return [start + i * step for i in range(count)]
+    return [round(start + i * step, 3) for i in range(count)]
 
 
 def backtest(

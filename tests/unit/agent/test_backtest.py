@@ -211,7 +211,15 @@ def test_totals_add_up_and_the_json_round_trips() -> None:
 
 
 def test_evaluation_times_are_exact_and_bounded() -> None:
-    assert evaluation_times(0.0, 1.0, 0.1) == [i * 0.1 for i in range(11)]
+    assert evaluation_times(0.0, 0.5, 0.1) == [
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+    ]  # not 0.30000000000000004
+    assert evaluation_times(T0 + 0.0004, T0 + 2.0004, 1.0) == [T0, T0 + 1, T0 + 2]
     with pytest.raises(BacktestError, match="before its start"):
         evaluation_times(10.0, 0.0, 1.0)
     with pytest.raises(BacktestError, match="larger step"):
