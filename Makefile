@@ -1,36 +1,39 @@
-# `make test` installs what the tests need (Debian peers, a venv with the test extras) and runs
-# the whole suite with the linters. `make run` installs the agent and runs it on agent.yaml.
+# `make run` installs the agent into .venv and runs it on agent.yaml.
+# `make test` installs what the tests need (Debian peers, the test extras) and runs the whole
+# suite with the linters. CI runs `make test` (.ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit integration peers venv clean
+.PHONY: run test lint unit integration peers clean
 
-$(BIN)/opswatch: pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $@
 
-venv: $(BIN)/opswatch
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
 
 peers:
 	scripts/install-test-peers
 
-run: venv
+run: $(VENV)/.installed
 	$(BIN)/opswatch run -c agent.yaml
 
-lint: venv
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check agent collector remediation exporters runbooks tests bench
 	$(BIN)/mypy
 
-unit: venv
+unit: $(VENV)/.installed-test
 	$(BIN)/pytest tests/unit -q
 
-integration: venv peers
+integration: $(VENV)/.installed-test peers
 	$(BIN)/pytest tests/integration -q
 
-test: peers venv lint
+test: peers $(VENV)/.installed-test lint
 	$(BIN)/pytest -q
 
 clean:
