@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 import httpx
+from rich import box
 from rich.table import Table
 
 from agent.backtest import (
@@ -291,11 +292,11 @@ def _step(text: str | None, cfg: AgentConfig) -> float:
 
 
 _COLUMNS = (
-    ("alerts", "alerts"), ("suppressed", "suppressed"), ("tickets", "tickets"),
-    ("occurrences", "occurrences"), ("approvals", "approvals"), ("auto runs", "automatic_runs"),
-    ("response breaches", "response_breaches"), ("resolution breaches", "resolution_breaches"),
-    ("flapping", "flapping"),
+    ("alerts", "alerts"), ("supp.", "suppressed"), ("tickets", "tickets"),
+    ("occur.", "occurrences"), ("approv.", "approvals"), ("auto", "automatic_runs"),
+    ("flap", "flapping"),
 )  # fmt: skip
+"""(header, RuleCounts field): headers short, so the table fits a terminal; see --json."""
 
 
 def report_table(report: BacktestReport) -> Table:
@@ -304,7 +305,10 @@ def report_table(report: BacktestReport) -> Table:
         f"backtest {_iso(report.start)} → {_iso(report.end)}, step {_span(report.step)}: "
         f"{report.evaluations} evaluations, {report.samples} samples"
     )
-    table = Table("rule", *(c for c, _ in _COLUMNS), "silenced", "inhibited", title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("rule", no_wrap=True)
+    for header in [*(h for h, _ in _COLUMNS), "SLA breaches\nresp./resol.", "silenced/\ninhibited"]:
+        table.add_column(header, justify="right")
     for name, counts in report.rules.items():
         table.add_row(name, *_cells(counts))
     table.add_section()
@@ -314,7 +318,9 @@ def report_table(report: BacktestReport) -> Table:
 
 def _cells(counts: RuleCounts) -> list[str]:
     numbers = [str(getattr(counts, attr)) for _, attr in _COLUMNS]
-    return [*numbers, _span(counts.silenced_seconds), _span(counts.inhibited_seconds)]
+    breaches = f"{counts.response_breaches}/{counts.resolution_breaches}"
+    muted = f"{_span(counts.silenced_seconds)}/{_span(counts.inhibited_seconds)}"
+    return [*numbers, breaches, muted]
 
 
 def _iso(ts: float) -> str:
