@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from agent.config import Duration, Secret, Strict
+from agent.config_base import Duration, Secret, Strict
 from collector.snmp.profiles import available_profiles
 from collector.snmp.usm import AuthProtocol, PrivProtocol
 

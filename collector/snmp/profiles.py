@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import ValidationError, field_validator, model_validator
 
-from agent.config import Strict
+from agent.config_base import Strict
 from agent.model import MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
 
