@@ -4,6 +4,9 @@ Pure: the result depends only on (expression, series, now). Values are instant v
 (`dict[Labels, float]`: series labels never carry the metric name, so a vector's label sets are
 unique) or plain floats for scalars. Nothing raises at evaluation time: an element with no
 defined value (division by zero, too few points for `rate`) is left out of the result.
+
+This module walks the tree and reads series windows (selectors, window functions, line fits);
+`agent.vector` combines the values it computes (aggregation, arithmetic, matching).
 """
 
 from __future__ import annotations
@@ -12,13 +15,11 @@ import itertools
 import math
 import operator
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from agent.expr_ast import (
     PREDICTIONS,
-    SET_OPERATORS,
     Aggregation,
     Binary,
     Call,
@@ -27,14 +28,11 @@ from agent.expr_ast import (
     RangeSelector,
     Selector,
     Unary,
-    VectorMatching,
     children,
 )
 from agent.model import Labels
 from agent.series import Series, SeriesView
-
-Vector = dict[Labels, float]
-Value = float | Vector
+from agent.vector import Value, Vector, aggregate, as_vector, binary
 
 STALENESS = 300.0
 """A bare selector ignores series whose latest point is older than this (Prometheus' 5 min)."""
@@ -42,8 +40,7 @@ STALENESS = 300.0
 
 def evaluate(node: Expr, view: SeriesView, now: float) -> Vector:
     """Evaluate `node` at `now`; a scalar result becomes a single element with no labels."""
-    value = _eval(node, view, now)
-    return {(): value} if isinstance(value, float) else value
+    return as_vector(_eval(node, view, now))
 
 
 def _eval(node: Expr, view: SeriesView, now: float) -> Value:
@@ -54,17 +51,13 @@ def _eval(node: Expr, view: SeriesView, now: float) -> Value:
     if isinstance(node, Call):
         return _call(node, view, now)
     if isinstance(node, Aggregation):
-        return _aggregate(node, _vector(_eval(node.expr, view, now)))
+        return aggregate(node, as_vector(_eval(node.expr, view, now)))
     if isinstance(node, Unary):
-        return _binary("*", -1.0, _eval(node.expr, view, now), None)
+        return binary("*", -1.0, _eval(node.expr, view, now), None)
     if isinstance(node, Binary):
         lhs, rhs = _eval(node.lhs, view, now), _eval(node.rhs, view, now)
-        return _binary(node.op, lhs, rhs, node.matching)
+        return binary(node.op, lhs, rhs, node.matching)
     raise TypeError(f"a {type(node).__name__} cannot be evaluated on its own")  # parse() forbids
-
-
-def _vector(value: Value) -> Vector:
-    return {(): value} if isinstance(value, float) else value
 
 
 def _instant(selected: Iterable[Series], now: float) -> Vector:
@@ -366,167 +359,3 @@ def first_prediction(node: Expr) -> Call | None:
     if isinstance(node, Call) and node.func in PREDICTIONS:
         return node
     return next((c for c in map(first_prediction, children(node)) if c is not None), None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Aggregation across series
-
-_AGGREGATE: dict[str, Callable[[list[float]], float]] = {
-    "sum": math.fsum,
-    "avg": lambda vs: math.fsum(vs) / len(vs),
-    "min": min,
-    "max": max,
-    "count": lambda vs: float(len(vs)),
-}
-
-
-def _aggregate(node: Aggregation, vector: Vector) -> Vector:
-    groups: dict[Labels, list[float]] = {}
-    keys = map(_memo(node.grouping, keep=not node.without).__getitem__, vector)
-    for key, value in zip(keys, vector.values(), strict=True):
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [value]
-        else:
-            group.append(value)
-    reduce = _AGGREGATE[node.op]
-    return {key: reduce(values) for key, values in groups.items()}
-
-
-class _LabelMemo(dict[Labels, Labels]):
-    """Series labels -> the pairs whose names are (keep) or are not in `names`.
-
-    `by`/`without` group keys and `on`/`ignoring` signatures are the same few series' labels
-    cut the same way every cycle: computing each once makes a lookup one hash. Cleared when it
-    outgrows `_MEMO_LIMIT`, so series that come and go cannot grow it without bound.
-    """
-
-    __slots__ = ("keep", "names")
-
-    def __init__(self, names: frozenset[str], keep: bool) -> None:
-        super().__init__()
-        self.names, self.keep = names, keep
-
-    def __missing__(self, labels: Labels) -> Labels:
-        if len(self) >= _MEMO_LIMIT:
-            self.clear()
-        names, keep = self.names, self.keep
-        kept = self[labels] = tuple(p for p in labels if (p[0] in names) == keep)
-        return kept
-
-
-_MEMO_LIMIT = 1 << 20
-_MEMOS: dict[tuple[frozenset[str], bool], _LabelMemo] = {}
-"""One memo per distinct label list in the rules (a handful), kept for the process."""
-
-
-def _memo(names: Iterable[str], keep: bool) -> _LabelMemo:
-    key = (frozenset(names), keep)
-    memo = _MEMOS.get(key)
-    if memo is None:
-        memo = _MEMOS[key] = _LabelMemo(*key)
-    return memo
-
-
-# ---------------------------------------------------------------------------------------------
-# Arithmetic, comparisons and set operators: whole vectors at a time through map/zip/compress,
-# so the per-element work stays in C.
-
-_ARITHMETIC: dict[str, Callable[[float, float], float]] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-}  # fmt: skip
-_COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
-    ">=": operator.ge, "<=": operator.le,
-}  # fmt: skip
-
-
-def _binary(op: str, lhs: Value, rhs: Value, matching: VectorMatching | None) -> Value:
-    if op in SET_OPERATORS:
-        return _set_operation(op, _vector(lhs), _vector(rhs), matching)
-    compare = _COMPARE.get(op)
-    if compare is not None:
-        return _filter(compare, lhs, rhs, matching)
-    fn, divide = _ARITHMETIC[op], op == "/"
-    # division by zero drops the element: never an exception or a NaN that could alert
-    if isinstance(rhs, float):
-        if divide and rhs == 0:
-            return {}
-        if isinstance(lhs, float):
-            return fn(lhs, rhs)
-        return dict(zip(lhs, map(fn, lhs.values(), itertools.repeat(rhs)), strict=True))
-    if isinstance(lhs, float):
-        right = _nonzero(rhs) if divide else rhs
-        return dict(zip(right, map(fn, itertools.repeat(lhs), right.values()), strict=True))
-    left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
-    right = _nonzero(right) if divide else right  # after matching: zeros still make ambiguity
-    if _aligned(left, right):
-        return dict(zip(left, map(fn, left.values(), right.values()), strict=True))
-    keys = [k for k in left if k in right]
-    return dict(
-        zip(keys, map(fn, map(left.__getitem__, keys), map(right.__getitem__, keys)), strict=True)
-    )
-
-
-def _aligned(left: Vector, right: Vector) -> bool:
-    """Both sides hold the same labels in the same order: pair them by position, no lookups.
-
-    The usual case (`avail / size`, `rate(errs) / rate(packets)`): the store shares one label
-    tuple between families, so this comparison is by identity and cheaper than one hash each.
-    """
-    return len(left) == len(right) and list(left) == list(right)
-
-
-def _nonzero(vector: Vector) -> Vector:
-    return {k: v for k, v in vector.items() if v != 0} if 0.0 in vector.values() else vector
-
-
-def _filter(
-    compare: Callable[[float, float], bool], lhs: Value, rhs: Value, matching: VectorMatching | None
-) -> Vector:
-    """PromQL's comparison without `bool`: keep the elements for which it holds."""
-    if isinstance(lhs, float):  # `5 < x` keeps x's values, as PromQL does
-        vector = _vector(rhs)
-        kept = map(compare, itertools.repeat(lhs), vector.values())
-        return dict(itertools.compress(vector.items(), kept))
-    if isinstance(rhs, float):
-        kept = map(compare, lhs.values(), itertools.repeat(rhs))
-        return dict(itertools.compress(lhs.items(), kept))
-    left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
-    if _aligned(left, right):
-        kept = map(compare, left.values(), right.values())
-        return dict(itertools.compress(left.items(), kept))
-    keys = [k for k in left if k in right]
-    values = list(map(left.__getitem__, keys))
-    kept = map(compare, values, map(right.__getitem__, keys))
-    return dict(itertools.compress(zip(keys, values, strict=True), kept))
-
-
-def _set_operation(op: str, lhs: Vector, rhs: Vector, matching: VectorMatching | None) -> Vector:
-    """`and`, `or`, `unless`: elements chosen by match signature, keeping their own labels."""
-    sign = _signer(matching)
-    right = set(map(sign, rhs))
-    if op == "or":
-        left = set(map(sign, lhs))
-        return {**lhs, **{k: v for k, v in rhs.items() if sign(k) not in left}}
-    keep = op == "and"
-    return {k: v for k, v in lhs.items() if (sign(k) in right) is keep}
-
-
-def _signer(matching: VectorMatching | None) -> Callable[[Labels], Labels]:
-    """The labels two elements must share to match: all of them, or those on()/ignoring() pick."""
-    if matching is None:
-        return lambda labels: labels
-    return _memo(matching.labels, keep=matching.on).__getitem__
-
-
-def _by_signature(vector: Vector, matching: VectorMatching | None) -> Vector:
-    if matching is None:
-        return vector
-    signatures = list(map(_signer(matching), vector))
-    out = dict(zip(signatures, vector.values(), strict=True))
-    if len(out) < len(vector):  # many-to-one needs group_left, which we do not have: drop
-        for key, count in Counter(signatures).items():
-            if count > 1:
-                del out[key]
-    return out
