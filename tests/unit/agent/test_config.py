@@ -169,7 +169,9 @@ def test_the_shipped_agent_yaml_is_valid() -> None:
 
 def test_schema_is_json_and_names_the_sections() -> None:
     schema = json.loads(json.dumps(config.json_schema()))
-    assert set(schema["properties"]) >= {"agent", "collectors", "rules", "remediation", "risk", "silences"}
+    sections = {"agent", "collectors", "rules", "event_rules", "remediation", "risk", "silences",
+                "inhibit_rules", "assets", "snmp", "traps", "api"}  # fmt: skip
+    assert set(schema["properties"]) >= sections
     rule = schema["$defs"]["RuleConfig"]
     assert "for" in rule["properties"]
     assert rule["additionalProperties"] is False
