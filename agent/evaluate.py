@@ -32,18 +32,64 @@ from agent.expr_ast import (
 )
 from agent.model import Labels
 from agent.series import Series, SeriesView
-from agent.vector import Value, Vector, aggregate, as_vector, binary
+from agent.vector import (
+    SharedResults,
+    Value,
+    Vector,
+    aggregate,
+    as_vector,
+    binary,
+    same_numbers,
+)
+
+__all__ = [
+    "SERIES_FUNCTIONS",
+    "STALENESS",
+    "VALUE_FUNCTIONS",
+    "Fit",
+    "SeriesFn",
+    "SharedResults",
+    "Value",
+    "Vector",
+    "evaluate",
+    "first_prediction",
+    "linear_fit",
+    "window_fits",
+]
 
 STALENESS = 300.0
 """A bare selector ignores series whose latest point is older than this (Prometheus' 5 min)."""
 
 
-def evaluate(node: Expr, view: SeriesView, now: float) -> Vector:
-    """Evaluate `node` at `now`; a scalar result becomes a single element with no labels."""
-    return as_vector(_eval(node, view, now))
+def evaluate(
+    node: Expr, view: SeriesView, now: float, shared: SharedResults | None = None
+) -> Vector:
+    """Evaluate `node` at `now`; a scalar result becomes a single element with no labels.
+
+    With `shared` (made for this `view` and `now`), sub-expressions another call already
+    evaluated are not evaluated again, and the vector returned may be one the next call returns
+    too: treat it as read-only.
+    """
+    if shared is not None and (shared.view is not view or shared.now != now):
+        raise ValueError("shared results belong to another series view or instant")
+    return as_vector(_eval(node, view, now, shared))
 
 
-def _eval(node: Expr, view: SeriesView, now: float) -> Value:
+def _eval(node: Expr, view: SeriesView, now: float, shared: SharedResults | None) -> Value:
+    if isinstance(node, Number):
+        return node.value
+    if shared is None:
+        return _compute(node, view, now, None)
+    hit = shared.results.get(node)
+    if hit is not None and (hit[0] is node or same_numbers(hit[0], node)):
+        return hit[1]
+    value = _compute(node, view, now, shared)
+    if hit is None:
+        shared.results[node] = (node, value)
+    return value
+
+
+def _compute(node: Expr, view: SeriesView, now: float, shared: SharedResults | None) -> Value:
     if isinstance(node, Number):
         return node.value
     if isinstance(node, Selector):
@@ -51,11 +97,11 @@ def _eval(node: Expr, view: SeriesView, now: float) -> Value:
     if isinstance(node, Call):
         return _call(node, view, now)
     if isinstance(node, Aggregation):
-        return aggregate(node, as_vector(_eval(node.expr, view, now)))
+        return aggregate(node, as_vector(_eval(node.expr, view, now, shared)))
     if isinstance(node, Unary):
-        return binary("*", -1.0, _eval(node.expr, view, now), None)
+        return binary("*", -1.0, _eval(node.expr, view, now, shared), None)
     if isinstance(node, Binary):
-        lhs, rhs = _eval(node.lhs, view, now), _eval(node.rhs, view, now)
+        lhs, rhs = _eval(node.lhs, view, now, shared), _eval(node.rhs, view, now, shared)
         return binary(node.op, lhs, rhs, node.matching)
     raise TypeError(f"a {type(node).__name__} cannot be evaluated on its own")  # parse() forbids
 

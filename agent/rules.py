@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from agent import expr as expr_lang
 from agent.config import RuleConfig
+from agent.evaluate import SharedResults
 from agent.evaluate import evaluate as evaluate_expr
 from agent.model import Alert, AlertState, Labels, Level, fingerprint, make_labels
 from agent.series import SeriesView
@@ -138,8 +139,11 @@ def evaluate(
         if status.state is not AlertState.RESOLVED:
             by_rule.setdefault(status.rule, {})[fp] = status
     result = Evaluation([], {})
+    # rules share sub-expressions (the same indicator at two thresholds, a common denominator):
+    # each is computed once this cycle; the next cycle starts afresh (see `SharedResults`)
+    shared = SharedResults(series, now)
     for rule in rules:
-        _evaluate_rule(rule, series, now, by_rule.pop(rule.name, {}), result)
+        _evaluate_rule(rule, series, now, by_rule.pop(rule.name, {}), result, shared)
     for orphans in by_rule.values():  # the rule left the config: its alerts end now
         for fp, status in orphans.items():
             if status.state is AlertState.FIRING:
@@ -162,13 +166,14 @@ def _evaluate_rule(
     now: float,
     prev: dict[str, AlertStatus],
     out: Evaluation,
+    shared: SharedResults,
 ) -> None:
     bad, lowest = _COMPARE[rule.op], rule.lowest[1]
     # a pending alert is dropped whether its element is fine or gone, so only firing ones
     # need their good elements identified; without any, the hot path skips good elements
     firing = any(s.state is AlertState.FIRING for s in prev.values())
     seen: set[str] = set()
-    vector = evaluate_expr(rule.expr, series, now)
+    vector = evaluate_expr(rule.expr, series, now, shared)  # read-only: other rules may share it
     elements: Iterable[tuple[Labels, float]] = vector.items()
     if not firing:  # the usual case: pick the bad elements out in C (a NaN is never bad)
         elements = itertools.compress(elements, map(bad, vector.values(), itertools.repeat(lowest)))

@@ -1,11 +1,11 @@
 """Instant-vector arithmetic: aggregation across series, `+ - * /`, comparisons and set operators.
 
 Split from `agent.evaluate`, which walks the expression tree and reads series windows; this half
-only combines values already computed. A vector is `dict[Labels, float]` (series labels never
-carry the metric name, so its label sets are unique); a scalar is a plain float. Nothing raises:
-an element with no defined value (division by zero, a many-to-one match) is left out. Every
-function returns a new dict or one of its inputs unchanged, and never mutates an input: the
-evaluator may share one result between rules in a cycle.
+combines values already computed, and keeps them for the other rules of the same cycle. A vector
+is `dict[Labels, float]` (series labels never carry the metric name, so its label sets are
+unique); a scalar is a plain float. Nothing raises: an element with no defined value (division by
+zero, a many-to-one match) is left out. Every function returns a new dict or one of its inputs
+unchanged, and never mutates an input: the evaluator shares values between rules in a cycle.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import math
 import operator
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import fields, is_dataclass
+from typing import cast
 
-from agent.expr_ast import SET_OPERATORS, Aggregation, VectorMatching
+from agent.expr_ast import SET_OPERATORS, Aggregation, Expr, VectorMatching
 from agent.model import Labels
+from agent.series import SeriesView
 
 Vector = dict[Labels, float]
 Value = float | Vector
@@ -26,6 +29,55 @@ Value = float | Vector
 def as_vector(value: Value) -> Vector:
     """A scalar as a single element with no labels; a vector as it is."""
     return {(): value} if isinstance(value, float) else value
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharing values between the rules of one cycle
+
+
+class SharedResults:
+    """The value of each sub-expression evaluated so far at one instant over one series view.
+
+    Why: rule sets repeat themselves. The same indicator is scoped, thresholded or labelled
+    twice, and ratios share their denominators (`ifHighSpeed * 1e6`), so within one cycle
+    most of a rule can be a sub-expression another rule has already computed; each is computed
+    once. A value depends only on (sub-expression, series, now), so it stays right for as long
+    as the view does not change and `now` is the same: `rules.evaluate` makes one per cycle
+    (collectors add to the store between cycles, never during one) and drops it with the
+    cycle, so nothing is carried from one cycle into the next. `evaluate` refuses one made for
+    another view or instant.
+
+    Keyed by the node itself: nodes are frozen dataclasses that compare by content (not by
+    source position), so equal sub-expressions of different rules meet under one key. Values
+    are shared, so neither `agent.evaluate` nor this module ever mutates a value once computed.
+    """
+
+    __slots__ = ("now", "results", "view")
+
+    def __init__(self, view: SeriesView, now: float) -> None:
+        self.view, self.now = view, now
+        self.results: dict[Expr, tuple[Expr, Value]] = {}
+        """node -> (the node first evaluated under that key, its value)."""
+
+
+def same_numbers(first: object, other: object) -> bool:
+    """Given `first == other`: do their numbers also agree on the sign of zero?
+
+    `==`, and so a dict lookup, equates 0.0 and -0.0, but `x * -0` (the parser folds `-0` into
+    a Number) and `predict_linear(x[1h], -0)` can yield -0.0 where their unsigned twins yield
+    0.0, and that sign reaches alert values: such twins must not share a result.
+    """
+    if isinstance(first, float | int):
+        return math.copysign(1.0, first) == math.copysign(1.0, cast(float, other))
+    if isinstance(first, tuple):
+        return all(map(same_numbers, first, cast(tuple[object, ...], other)))
+    if is_dataclass(first):
+        return all(
+            same_numbers(getattr(first, f.name), getattr(other, f.name))
+            for f in fields(first)
+            if f.compare
+        )
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
