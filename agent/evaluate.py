@@ -1,9 +1,10 @@
 """Evaluation of a parsed indicator expression against series windows at one instant.
 
 Pure: the result depends only on (expression, series, now). Values are instant vectors
-(`dict[Labels, float]`: series labels never carry the metric name, so a vector's label sets are
-unique) or plain floats for scalars. Nothing raises at evaluation time: an element with no
-defined value (division by zero, too few points for `rate`) is left out of the result.
+(`dict[Labels, float]` to callers, `Columns` inside: series labels never carry the metric name,
+so a vector's label sets are unique) or plain floats for scalars. Nothing raises at evaluation
+time: an element with no defined value (division by zero, too few points for `rate`) is left out
+of the result.
 
 This module walks the tree and reads series windows (selectors, window functions, line fits);
 `agent.vector` combines the values it computes (aggregation, arithmetic, matching).
@@ -33,6 +34,7 @@ from agent.expr_ast import (
 from agent.model import Labels
 from agent.series import Series, SeriesView
 from agent.vector import (
+    Columns,
     SharedResults,
     Value,
     Vector,
@@ -46,12 +48,14 @@ __all__ = [
     "SERIES_FUNCTIONS",
     "STALENESS",
     "VALUE_FUNCTIONS",
+    "Columns",
     "Fit",
     "SeriesFn",
     "SharedResults",
     "Value",
     "Vector",
     "evaluate",
+    "evaluate_columns",
     "first_prediction",
     "linear_fit",
     "window_fits",
@@ -70,6 +74,13 @@ def evaluate(
     evaluated are not evaluated again, and the vector returned may be one the next call returns
     too: treat it as read-only.
     """
+    return evaluate_columns(node, view, now, shared).as_dict()
+
+
+def evaluate_columns(
+    node: Expr, view: SeriesView, now: float, shared: SharedResults | None = None
+) -> Columns:
+    """`evaluate` without building the dict: for callers that only walk the elements."""
     if shared is not None and (shared.view is not view or shared.now != now):
         raise ValueError("shared results belong to another series view or instant")
     return as_vector(_eval(node, view, now, shared))
@@ -106,19 +117,22 @@ def _compute(node: Expr, view: SeriesView, now: float, shared: SharedResults | N
     raise TypeError(f"a {type(node).__name__} cannot be evaluated on its own")  # parse() forbids
 
 
-def _instant(selected: Iterable[Series], now: float) -> Vector:
-    out: Vector = {}
+def _instant(selected: Iterable[Series], now: float) -> Columns:
+    keys: list[Labels] = []
+    values: list[float] = []
     oldest = now - STALENESS
     for series in selected:
         ts = series.timestamps
         if ts and ts[-1] <= now:  # the usual case: the newest point is the one, no bisect
             if ts[-1] > oldest:
-                out[series.labels] = series.values[-1]
+                keys.append(series.labels)
+                values.append(series.values[-1])
             continue
         hi = bisect_right(ts, now)
         if hi and ts[hi - 1] > oldest:
-            out[series.labels] = series.values[hi - 1]
-    return out
+            keys.append(series.labels)
+            values.append(series.values[hi - 1])
+    return Columns(keys, values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +278,7 @@ SERIES_FUNCTIONS: dict[str, SeriesFn] = {
 # and skips the bisects when the window holds the whole series (retention = longest window).
 
 
-def _call(node: Call, view: SeriesView, now: float) -> Vector:
+def _call(node: Call, view: SeriesView, now: float) -> Columns:
     selector = node.arg.selector
     selected = view.select(selector.name, selector.matchers)
     if node.func == "absent":
@@ -286,8 +300,9 @@ def _of_values(
     selected: Iterable[Series],
     start: float,
     now: float,
-) -> Vector:
-    out: Vector = {}
+) -> Columns:
+    keys: list[Labels] = []
+    values: list[float] = []
     for series in selected:
         ts = series.timestamps
         if not ts:
@@ -298,13 +313,15 @@ def _of_values(
             # the whole array when the window holds every point (the usual case): no copy
             value = fn(series.values if hi - lo == len(ts) else series.values[lo:hi])
             if value is not None:
-                out[series.labels] = value
-    return out
+                keys.append(series.labels)
+                values.append(value)
+    return Columns(keys, values)
 
 
-def _increases(selected: Iterable[Series], start: float, now: float, per_second: bool) -> Vector:
+def _increases(selected: Iterable[Series], start: float, now: float, per_second: bool) -> Columns:
     """`rate` (per_second) or `increase`: `_rate`'s arithmetic without two calls a series."""
-    out: Vector = {}
+    keys: list[Labels] = []
+    values: list[float] = []
     for series in selected:
         ts = series.timestamps
         if not ts:
@@ -318,19 +335,22 @@ def _increases(selected: Iterable[Series], start: float, now: float, per_second:
         if series.last_drop > ts[lo]:
             increase += _resets(vs, lo, hi)
         if not per_second:
-            out[series.labels] = increase
+            keys.append(series.labels)
+            values.append(increase)
         elif (span := ts[hi - 1] - ts[lo]) > 0:
-            out[series.labels] = increase / span
-    return out
+            keys.append(series.labels)
+            values.append(increase / span)
+    return Columns(keys, values)
 
 
 def _predictions(
     predict: bool, selected: Iterable[Series], start: float, now: float, param: float
-) -> Vector:
+) -> Columns:
     """`predict_linear` (predict) or `time_to_threshold`, as `_predict_linear` and
     `_time_to_threshold` compute them, with the time axis' sums computed once per distinct
     window of timestamps: series polled together share them."""
-    out: Vector = {}
+    keys: list[Labels] = []
+    values: list[float] = []
     x_parts: dict[bytes, _Xs] = {}
     for series in selected:
         ts = series.timestamps
@@ -349,14 +369,16 @@ def _predictions(
             continue
         value = line[1] + line[0] * param if predict else _time_to(line[0], line[1], param)
         if value is not None:
-            out[series.labels] = value
-    return out
+            keys.append(series.labels)
+            values.append(value)
+    return Columns(keys, values)
 
 
 def _of_series(
     fn: SeriesFn, selected: Iterable[Series], start: float, now: float, params: tuple[float, ...]
-) -> Vector:
-    out: Vector = {}
+) -> Columns:
+    keys: list[Labels] = []
+    values: list[float] = []
     for series in selected:
         ts = series.timestamps
         if not ts:
@@ -366,24 +388,25 @@ def _of_series(
         if hi > lo:
             value = fn(series, lo, hi, now, params)
             if value is not None:
-                out[series.labels] = value
-    return out
+                keys.append(series.labels)
+                values.append(value)
+    return Columns(keys, values)
 
 
 def _undefined(series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]) -> None:
     return None
 
 
-def _absent(arg: RangeSelector, selected: Iterable[Series], now: float) -> Vector:
+def _absent(arg: RangeSelector, selected: Iterable[Series], now: float) -> Columns:
     """1 with the selector's equality labels when no series has a point in the window."""
     for series in selected:
         lo, hi = series.span(now - arg.range, now)
         if hi > lo:
-            return {}
+            return Columns([], [])
     labels = {
         m.name: m.value for m in arg.selector.matchers if m.op == "=" and m.name != "__name__"
     }
-    return {tuple(sorted(labels.items())): 1.0}
+    return Columns([tuple(sorted(labels.items()))], [1.0])
 
 
 def window_fits(node: Expr, view: SeriesView, now: float) -> dict[Labels, Fit]:

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from agent import expr as expr_lang
 from agent.config import RuleConfig
-from agent.evaluate import SharedResults
-from agent.evaluate import evaluate as evaluate_expr
+from agent.evaluate import SharedResults, evaluate_columns
 from agent.model import Alert, AlertState, Labels, Level, fingerprint, make_labels
 from agent.series import SeriesView
 
@@ -173,10 +172,10 @@ def _evaluate_rule(
     # need their good elements identified; without any, the hot path skips good elements
     firing = any(s.state is AlertState.FIRING for s in prev.values())
     seen: set[str] = set()
-    vector = evaluate_expr(rule.expr, series, now, shared)  # read-only: other rules may share it
+    vector = evaluate_columns(rule.expr, series, now, shared)  # read-only: rules share values
     elements: Iterable[tuple[Labels, float]] = vector.items()
     if not firing:  # the usual case: pick the bad elements out in C (a NaN is never bad)
-        elements = itertools.compress(elements, map(bad, vector.values(), itertools.repeat(lowest)))
+        elements = itertools.compress(elements, map(bad, vector.values, itertools.repeat(lowest)))
     identities = rule.identities
     for labels, value in elements:
         is_bad = bad(value, lowest)

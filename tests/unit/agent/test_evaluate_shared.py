@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import RuleConfig
-from agent.evaluate import SharedResults, Vector, evaluate
+from agent.evaluate import Columns, SharedResults, Vector, evaluate, evaluate_columns
 from agent.expr import parse
 from agent.model import Alert, Labels, Sample, sample
 from agent.rules import compile_rules
@@ -94,8 +94,8 @@ def test_every_expression_gives_its_own_answer_when_evaluated_after_all_others()
 def test_equal_sub_expressions_are_computed_once() -> None:
     store = store_of(fleet())
     shared = SharedResults(store, NOW)
-    first = evaluate(parse('rate(in_octets{team="a"}[5m]) * 8'), store, NOW, shared)
-    again = evaluate(parse('rate(in_octets{team="a"}[5m])   *   8'), store, NOW, shared)
+    first = evaluate_columns(parse('rate(in_octets{team="a"}[5m]) * 8'), store, NOW, shared)
+    again = evaluate_columns(parse('rate(in_octets{team="a"}[5m])   *   8'), store, NOW, shared)
     assert again is first  # the same object: it was not computed a second time
 
 
@@ -119,17 +119,23 @@ def test_any_order_of_rules_gives_each_its_own_answer(order: list[str]) -> None:
         ), e
 
 
+def snapshot(value: float | Columns) -> object:
+    if isinstance(value, float):
+        return (value, math.copysign(1.0, value))
+    return (list(value.keys), [(v, math.copysign(1.0, v)) for v in value.values])
+
+
 def test_a_shared_value_is_never_changed_by_later_rules() -> None:
     store = store_of(fleet())
     shared = SharedResults(store, NOW)
-    results = [evaluate(parse(e), store, NOW, shared) for e in EXPRESSIONS]
-    copies = [dict(r) for r in results]
-    for e in EXPRESSIONS:
+    results = [evaluate_columns(parse(e), store, NOW, shared) for e in EXPRESSIONS]
+    before = [snapshot(r) for r in results]
+    every = {node: snapshot(value) for node, (_, value) in shared.results.items()}
+    for e in EXPRESSIONS:  # again, now reading (and combining) the shared values
+        evaluate_columns(parse(e), store, NOW, shared)
         evaluate(parse(e), store, NOW, shared)
-    assert [exact(r) for r in results] == [exact(c) for c in copies]
-    assert all(
-        exact(dict(v)) == exact(v) for _, v in shared.results.values() if isinstance(v, dict)
-    )
+    assert [snapshot(r) for r in results] == before
+    assert {node: snapshot(value) for node, (_, value) in shared.results.items()} == every
 
 
 def test_shared_results_refuse_another_instant_or_view() -> None:
