@@ -13,11 +13,9 @@ This module walks the tree and reads series windows (selectors, window functions
 from __future__ import annotations
 
 import itertools
-import math
 import operator
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from agent.expr_ast import (
     PREDICTIONS,
@@ -35,16 +33,22 @@ from agent.model import Labels
 from agent.series import Series, SeriesView
 from agent.vector import (
     Columns,
+    Fit,
     SharedResults,
     Value,
     Vector,
+    Xs,
     aggregate,
     as_vector,
     binary,
+    line_of,
+    linear_fit,
     same_numbers,
+    time_axis,
+    time_to,
 )
 
-__all__ = [
+__all__ = [  # with what agent.vector keeps for this module: callers import them from here
     "SERIES_FUNCTIONS",
     "STALENESS",
     "VALUE_FUNCTIONS",
@@ -165,74 +169,6 @@ def _rate(series: Series, lo: int, hi: int, now: float, params: tuple[float, ...
     return increase / span if increase is not None and span > 0 else None
 
 
-@dataclass(frozen=True, slots=True)
-class Fit:
-    """A least-squares line through one series' window, with how well it fits."""
-
-    slope: float
-    """Units per second."""
-    intercept: float
-    """The line's value at the evaluation time."""
-    r2: float
-    """Coefficient of determination, 0 (no linear trend) to 1 (points on the line)."""
-    points: int
-
-    def time_to(self, threshold: float) -> float | None:
-        """Seconds until the line reaches `threshold`; None if flat or heading away from it."""
-        return _time_to(self.slope, self.intercept, threshold)
-
-
-def _time_to(slope: float, intercept: float, threshold: float) -> float | None:
-    if slope == 0:
-        return None
-    seconds = (threshold - intercept) / slope
-    return seconds if seconds >= 0 else None
-
-
-_Line = tuple[float, float, float, float, list[float]]
-"""slope, intercept, sxx, sxy, and the values' deviations from their mean."""
-_Xs = tuple[float, list[float], float]
-"""The time axis' part of a fit: mean offset from `now`, deviations from it, sxx."""
-
-
-def _x_part(timestamps: Sequence[float], now: float) -> _Xs:
-    xs = [t - now for t in timestamps]
-    x_mean = math.fsum(xs) / len(xs)
-    dxs = [x - x_mean for x in xs]
-    return x_mean, dxs, math.fsum(map(operator.mul, dxs, dxs))
-
-
-def _line(
-    timestamps: Sequence[float], values: Sequence[float], now: float, x_part: _Xs | None = None
-) -> _Line | None:
-    """The least-squares line without `Fit`'s r2: predictions need only slope and intercept."""
-    n = len(values)
-    if n < 2:
-        return None
-    # centred sums: raw sums of squares cancel catastrophically for large values (bytes)
-    x_mean, dxs, sxx = x_part or _x_part(timestamps, now)
-    if sxx <= 0:
-        return None
-    y_mean = math.fsum(values) / n
-    dys = [y - y_mean for y in values]
-    sxy = math.fsum(map(operator.mul, dxs, dys))
-    slope = sxy / sxx
-    return slope, y_mean - slope * x_mean, sxx, sxy, dys
-
-
-def linear_fit(timestamps: Sequence[float], values: Sequence[float], now: float) -> Fit | None:
-    """Fit a line through the points (x = seconds relative to `now`); None if under 2 times."""
-    if len(timestamps) != len(values):
-        raise ValueError("linear_fit needs one timestamp per value")
-    line = _line(timestamps, values, now)
-    if line is None:
-        return None
-    slope, intercept, sxx, sxy, dys = line
-    syy = math.fsum(map(operator.mul, dys, dys))
-    r2 = 1.0 if syy <= 0 else min(1.0, sxy * sxy / (sxx * syy))
-    return Fit(slope, intercept, r2, len(values))
-
-
 def _window_fit(series: Series, lo: int, hi: int, now: float) -> Fit | None:
     return linear_fit(series.timestamps[lo:hi], series.values[lo:hi], now)
 
@@ -241,7 +177,7 @@ def _predict_linear(
     series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]
 ) -> float | None:
     """Least-squares line through the window, read `params[0]` seconds after `now`."""
-    line = _line(series.timestamps[lo:hi], series.values[lo:hi], now)
+    line = line_of(series.timestamps[lo:hi], series.values[lo:hi], now)
     return None if line is None else line[1] + line[0] * params[0]
 
 
@@ -249,8 +185,8 @@ def _time_to_threshold(
     series: Series, lo: int, hi: int, now: float, params: tuple[float, ...]
 ) -> float | None:
     """Seconds until the least-squares line reaches `params[0]`; left out if it never will."""
-    line = _line(series.timestamps[lo:hi], series.values[lo:hi], now)
-    return None if line is None else _time_to(line[0], line[1], params[0])
+    line = line_of(series.timestamps[lo:hi], series.values[lo:hi], now)
+    return None if line is None else time_to(line[0], line[1], params[0])
 
 
 VALUE_FUNCTIONS: dict[str, Callable[[Sequence[float]], float | None]] = {
@@ -351,7 +287,7 @@ def _predictions(
     window of timestamps: series polled together share them."""
     keys: list[Labels] = []
     values: list[float] = []
-    x_parts: dict[bytes, _Xs] = {}
+    x_parts: dict[bytes, Xs] = {}
     for series in selected:
         ts = series.timestamps
         if not ts:
@@ -363,11 +299,11 @@ def _predictions(
         window = ts[lo:hi]
         x_part = x_parts.get(key := window.tobytes())
         if x_part is None:
-            x_part = x_parts[key] = _x_part(window, now)
-        line = _line(window, series.values[lo:hi], now, x_part)
+            x_part = x_parts[key] = time_axis(window, now)
+        line = line_of(window, series.values[lo:hi], now, x_part)
         if line is None:
             continue
-        value = line[1] + line[0] * param if predict else _time_to(line[0], line[1], param)
+        value = line[1] + line[0] * param if predict else time_to(line[0], line[1], param)
         if value is not None:
             keys.append(series.labels)
             values.append(value)

@@ -1,5 +1,7 @@
 """Instant-vector arithmetic: aggregation across series, `+ - * /`, comparisons and set operators.
 
+Also the least-squares line through a window's points, which predictions and `Fit` share.
+
 Split from `agent.evaluate`, which walks the expression tree and reads series windows; this half
 combines values already computed, and keeps them for the other rules of the same cycle. A vector
 is `dict[Labels, float]` (series labels never carry the metric name, so its label sets are
@@ -14,8 +16,8 @@ import itertools
 import math
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import fields, is_dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, is_dataclass
 from typing import cast
 
 from agent.expr_ast import SET_OPERATORS, Aggregation, Expr, VectorMatching
@@ -115,6 +117,80 @@ def same_numbers(first: object, other: object) -> bool:
             if f.compare
         )
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Least-squares lines through a window's points (predictions and their confidence)
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """A least-squares line through one series' window, with how well it fits."""
+
+    slope: float
+    """Units per second."""
+    intercept: float
+    """The line's value at the evaluation time."""
+    r2: float
+    """Coefficient of determination, 0 (no linear trend) to 1 (points on the line)."""
+    points: int
+
+    def time_to(self, threshold: float) -> float | None:
+        """Seconds until the line reaches `threshold`; None if flat or heading away from it."""
+        return time_to(self.slope, self.intercept, threshold)
+
+
+def time_to(slope: float, intercept: float, threshold: float) -> float | None:
+    """Seconds until a line (intercept at `now`) reaches `threshold`; None if it never will."""
+    if slope == 0:
+        return None
+    seconds = (threshold - intercept) / slope
+    return seconds if seconds >= 0 else None
+
+
+Line = tuple[float, float, float, float, list[float]]
+"""slope, intercept, sxx, sxy, and the values' deviations from their mean."""
+Xs = tuple[float, list[float], float]
+"""The time axis' part of a fit: mean offset from `now`, deviations from it, sxx."""
+
+
+def time_axis(timestamps: Sequence[float], now: float) -> Xs:
+    """The part of a fit that depends only on the timestamps (shared by series polled together)."""
+    xs = [t - now for t in timestamps]
+    x_mean = math.fsum(xs) / len(xs)
+    dxs = [x - x_mean for x in xs]
+    return x_mean, dxs, math.fsum(map(operator.mul, dxs, dxs))
+
+
+def line_of(
+    timestamps: Sequence[float], values: Sequence[float], now: float, x_part: Xs | None = None
+) -> Line | None:
+    """The least-squares line without `Fit`'s r2: predictions need only slope and intercept."""
+    n = len(values)
+    if n < 2:
+        return None
+    # centred sums: raw sums of squares cancel catastrophically for large values (bytes)
+    x_mean, dxs, sxx = x_part or time_axis(timestamps, now)
+    if sxx <= 0:
+        return None
+    y_mean = math.fsum(values) / n
+    dys = [y - y_mean for y in values]
+    sxy = math.fsum(map(operator.mul, dxs, dys))
+    slope = sxy / sxx
+    return slope, y_mean - slope * x_mean, sxx, sxy, dys
+
+
+def linear_fit(timestamps: Sequence[float], values: Sequence[float], now: float) -> Fit | None:
+    """Fit a line through the points (x = seconds relative to `now`); None if under 2 times."""
+    if len(timestamps) != len(values):
+        raise ValueError("linear_fit needs one timestamp per value")
+    line = line_of(timestamps, values, now)
+    if line is None:
+        return None
+    slope, intercept, sxx, sxy, dys = line
+    syy = math.fsum(map(operator.mul, dys, dys))
+    r2 = 1.0 if syy <= 0 else min(1.0, sxy * sxy / (sxx * syy))
+    return Fit(slope, intercept, r2, len(values))
 
 
 # ---------------------------------------------------------------------------------------------
