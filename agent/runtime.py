@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -33,11 +33,13 @@ from agent.series import SeriesStore
 from agent.store import Store
 from collector.host import build_host_collectors
 from collector.snmp.poller import build_snmp_collectors
-from collector.snmp.traps import TrapReceiver
 from exporters.prometheus import MetricsExporter, Snapshot
 from remediation.runbook import RunbookExecutor
 from remediation.runs import RunService
 from remediation.tickets.local import LocalDesk
+
+if TYPE_CHECKING:
+    from collector.snmp.traps import TrapReceiver
 
 log = logging.getLogger(__name__)
 MAX_PENDING_EVENTS = 10_000
@@ -71,6 +73,14 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _trap_receiver(config: AgentConfig, sink: Callable[[Event], None]) -> TrapReceiver | None:
+    if not config.traps.enabled:
+        return None
+    from collector.snmp.traps import TrapReceiver  # late: its USM crypto only when receiving
+
+    return TrapReceiver(config.traps, sink)
+
+
 class _Writes:
     """What the write API changes, gathered from the agent, its store and its run service."""
 
@@ -102,7 +112,7 @@ class Agent:
         self.meta = {m.name: m for m in (*SCHEDULER_METRICS, *AGENT_METRICS)}
         for runner in self.runners:
             self.meta.update((m.name, m) for m in runner.collector.describe())
-        self.traps = TrapReceiver(config.traps, self.on_event) if config.traps.enabled else None
+        self.traps = _trap_receiver(config, self.on_event)
         if self.traps is not None:
             self.meta.update((m.name, m) for m in self.traps.describe())
         self.exporter = MetricsExporter()

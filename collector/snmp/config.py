@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from agent.config_base import Duration, Secret, Strict
 from collector.snmp.profiles import available_profiles
-from collector.snmp.usm import AuthProtocol, PrivProtocol
+from collector.snmp.v3model import AuthProtocol, PrivProtocol
 
 Loc = tuple[str | int, ...]
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")

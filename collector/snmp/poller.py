@@ -27,7 +27,7 @@ from collector.snmp.client import SnmpClient, Target
 from collector.snmp.config import Credential, SnmpSection, TargetConfig
 from collector.snmp.errors import SnmpAuthError, SnmpError, SnmpTimeout
 from collector.snmp.model import Oid, Tag, VarBind
-from collector.snmp.usm import UsmClient, UsmUser, V3Target
+from collector.snmp.v3model import UsmUser, V3Target
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +95,16 @@ class _CountingClient(SnmpClient):
         return super()._send(*args)
 
 
-class _CountingUsm(UsmClient):
-    """The v3 client, counting each request against the polling target."""
+def _counting_usm(max_repetitions: int) -> Any:
+    """A v3 client that counts each request against the polling target (imports pysnmp)."""
+    from collector.snmp.usm import UsmClient
 
-    async def _request(self, *args: Any) -> list[VarBind]:
-        _count_pdu()
-        return await super()._request(*args)
+    class CountingUsm(UsmClient):
+        async def _request(self, *args: Any) -> list[VarBind]:
+            _count_pdu()
+            return await super()._request(*args)
+
+    return CountingUsm(max_repetitions=max_repetitions)
 
 
 def _count_pdu() -> None:
@@ -132,7 +136,7 @@ class SnmpPoller:
         self._health = {t.name: _Health() for t in self.targets}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: SnmpClient | None = None
-        self._usm: dict[str, UsmClient] = {}
+        self._usm: dict[str, Any] = {}  # credential name -> UsmClient, made on first v3 poll
 
     def describe(self) -> tuple[MetricMeta, ...]:
         """Profile families of every target, derived indicators and per-target health."""
@@ -215,9 +219,7 @@ class SnmpPoller:
         if target.v3 is not None:
             usm = self._usm.get(target.credential)
             if usm is None:
-                usm = self._usm[target.credential] = _CountingUsm(
-                    max_repetitions=self._max_repetitions
-                )
+                usm = self._usm[target.credential] = _counting_usm(self._max_repetitions)
             v3 = target.v3
             return (lambda oids: usm.get(v3, oids)), (lambda root: usm.walk(v3, root))
         assert self._client is not None

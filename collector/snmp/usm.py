@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pysnmp.hlapi.v3arch import asyncio as hl
 from pysnmp.proto import errind
@@ -23,14 +22,14 @@ from collector.snmp.errors import (
     SnmpError,
     SnmpResponseError,
     SnmpTimeout,
-    SnmpValueError,
 )
 from collector.snmp.model import Oid, Tag, Value, VarBind
+from collector.snmp.v3model import AuthProtocol, PrivProtocol, UsmUser, V3Target
+
+__all__ = ["AuthProtocol", "PrivProtocol", "UsmClient", "UsmUser", "V3Target"]
 
 log = logging.getLogger(__name__)
 
-AuthProtocol = Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"]
-PrivProtocol = Literal["des", "aes", "aes192", "aes192c", "aes256", "aes256c"]
 
 _AUTH: dict[str, Any] = {
     "md5": hl.usmHMACMD5AuthProtocol,
@@ -57,8 +56,6 @@ _OTHER_DIALECT: dict[str, PrivProtocol] = {
     "aes256c": "aes256",
 }
 _AUTHORIZATION_ERROR = 16
-_DIGEST_BYTES = {"md5": 16, "sha": 20, "sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64}
-_PRIV_KEY_BYTES = {"aes192": 24, "aes192c": 24, "aes256": 32, "aes256c": 32}
 _DIALECT_HINT = (
     "if this is an AES-256 target, check priv_protocol aes256 (Blumenthal, net-snmp) "
     "vs aes256c (Reeder, Cisco)"
@@ -75,51 +72,6 @@ _AUTH_ERRORS: tuple[tuple[type[Any], str], ...] = (
     (errind.UnsupportedPrivProtocol, "priv protocol not supported by the agent"),
     (errind.UnknownEngineID, "unknown engine ID"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class UsmUser:
-    """A v3 user: name, protocols and keys (never in repr), context and optional engine ID."""
-
-    user: str
-    auth_protocol: AuthProtocol | None = None
-    auth_key: str | None = field(default=None, repr=False)
-    priv_protocol: PrivProtocol | None = None
-    priv_key: str | None = field(default=None, repr=False)
-    context: str = ""
-    engine_id: bytes | None = None
-
-    def __post_init__(self) -> None:
-        if (self.auth_protocol is None) != (self.auth_key is None):
-            raise SnmpValueError("auth_protocol and auth_key go together")
-        if (self.priv_protocol is None) != (self.priv_key is None):
-            raise SnmpValueError("priv_protocol and priv_key go together")
-        if self.priv_protocol is not None and self.auth_protocol is None:
-            raise SnmpValueError("privacy needs authentication (no authNoPriv-less priv in USM)")
-
-    @property
-    def security_level(self) -> str:
-        """noAuthNoPriv, authNoPriv or authPriv."""
-        if self.priv_protocol:
-            return "authPriv"
-        return "authNoPriv" if self.auth_protocol else "noAuthNoPriv"
-
-    @property
-    def dialect_sensitive(self) -> bool:
-        """True when the two AES key extensions give different keys (digest shorter than key)."""
-        need = _PRIV_KEY_BYTES.get(self.priv_protocol or "", 0)
-        return need > _DIGEST_BYTES.get(self.auth_protocol or "", 0) > 0
-
-
-@dataclass(frozen=True, slots=True)
-class V3Target:
-    """Where to ask one v3 agent; `timeout` per try in seconds."""
-
-    host: str
-    user: UsmUser
-    port: int = 161
-    timeout: float = 1.0
-    retries: int = 1
 
 
 class UsmClient:
