@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.model import (
@@ -139,3 +140,87 @@ def test_alerts_carry_their_risk_and_suppression() -> None:
     assert {k: labels[k] for k in ("risk", "impact", "likelihood", "suppressed")} == {
         "risk": "high", "impact": "medium", "likelihood": "likely", "suppressed": "silenced",
     }  # fmt: skip
+
+
+def full_render(snapshot: Snapshot) -> bytes:
+    """What the exporter rendered before it kept family texts: the whole registry at once."""
+    from prometheus_client import generate_latest
+
+    fresh = MetricsExporter(process_metrics=False)
+    fresh.publish(snapshot)
+    return generate_latest(fresh.registry)
+
+
+def test_a_family_fed_by_two_batches_stays_one_valid_family() -> None:
+    exporter = MetricsExporter(process_metrics=False)
+    host = [sample("node_load1", 1.0, 1.0, host="a"), sample("node_cpu_seconds_total", 5.0, 1.0)]
+    snmp = [sample("node_load1", 2.0, 1.0, host="sw1")]
+    exporter.publish(Snapshot(samples=[*host, *snmp], meta=META))
+    exporter.render()
+    snmp = [sample("node_load1", 3.0, 2.0, host="sw1")]  # only the second batch is new
+    snapshot = Snapshot(samples=[*host, *snmp], meta=META)
+    exporter.publish(snapshot)
+    body = exporter.render()
+    assert body.count(b"# TYPE node_load1 gauge") == 1
+    assert body.count(b"# HELP node_load1 ") == 1
+    assert sorted(parse(body)["node_load1"], key=lambda s: s[1]) == [
+        ({"host": "a"}, 1.0),
+        ({"host": "sw1"}, 3.0),
+    ]
+    assert body == full_render(snapshot)
+
+
+def test_unchanged_families_are_reused_and_changed_ones_re_rendered() -> None:
+    exporter = MetricsExporter(process_metrics=False)
+    cpu = [sample("node_cpu_seconds_total", 5.0, 1.0, cpu="0", mode="idle")]
+    exporter.publish(Snapshot(samples=[*cpu, sample("node_load1", 1.0, 1.0)], meta=META))
+    exporter.render()
+    # same sample objects, new value elsewhere: equal to a full render, new value shown
+    snapshot = Snapshot(samples=[*cpu, sample("node_load1", 2.0, 2.0)], meta=META)
+    exporter.publish(snapshot)
+    assert exporter.render() == full_render(snapshot)
+    assert parse(exporter.render())["node_load1"] == [({}, 2.0)]
+    # same sample objects, new help text: the family is re-rendered
+    meta = dict(META, node_cpu_seconds_total=MetricMeta(
+        "node_cpu_seconds_total", MetricType.COUNTER, "Seconds the CPUs spent in each mode."
+    ))  # fmt: skip
+    exporter.publish(Snapshot(samples=[*cpu], meta=meta))
+    body = exporter.render()
+    assert b"# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode." in body
+    assert b"node_load1" not in body  # a family gone from the snapshot is gone from the page
+    assert body == full_render(Snapshot(samples=[*cpu], meta=meta))
+
+
+def test_a_repeated_series_in_an_unchanged_batch_keeps_the_last_reading() -> None:
+    exporter = MetricsExporter(process_metrics=False)
+    old, new = sample("node_load1", 1.0, 1.0), sample("node_load1", 2.0, 2.0)
+    exporter.publish(Snapshot(samples=[old, new], meta=META))
+    assert parse(exporter.render())["node_load1"] == [({}, 2.0)]
+    exporter.publish(Snapshot(samples=[new, old], meta=META))
+    assert parse(exporter.render())["node_load1"] == [({}, 1.0)]
+
+
+def test_a_publish_that_changes_one_batch_renders_only_its_families(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.registry import Collector
+
+    import exporters.prometheus as prom
+
+    rendered: list[str] = []
+
+    def spy(registry: Collector) -> bytes:
+        rendered.extend(m.name for m in registry.collect())
+        return generate_latest(registry)
+
+    monkeypatch.setattr(prom, "generate_latest", spy)
+    exporter = MetricsExporter(process_metrics=False)
+    snmp = [sample("ifHCInOctets", float(i), 1.0, ifIndex=str(i)) for i in range(48)]
+    exporter.publish(Snapshot(samples=[*snmp, sample("node_load1", 1.0, 1.0)], meta=META))
+    exporter.render()
+    rendered.clear()
+    exporter.publish(Snapshot(samples=[*snmp, sample("node_load1", 2.0, 2.0)], meta=META))
+    exporter.render()
+    assert "ifHCInOctets" not in rendered
+    assert "node_load1" in rendered
