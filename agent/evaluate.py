@@ -110,7 +110,7 @@ def _compute(node: Expr, view: SeriesView, now: float, shared: SharedResults | N
     if isinstance(node, Selector):
         return _instant(view.select(node.name, node.matchers), now)
     if isinstance(node, Call):
-        return _call(node, view, now)
+        return _call(node, view, now, shared)
     if isinstance(node, Aggregation):
         return aggregate(node, as_vector(_eval(node.expr, view, now, shared)))
     if isinstance(node, Unary):
@@ -214,7 +214,7 @@ SERIES_FUNCTIONS: dict[str, SeriesFn] = {
 # and skips the bisects when the window holds the whole series (retention = longest window).
 
 
-def _call(node: Call, view: SeriesView, now: float) -> Columns:
+def _call(node: Call, view: SeriesView, now: float, shared: SharedResults | None) -> Columns:
     selector = node.arg.selector
     selected = view.select(selector.name, selector.matchers)
     if node.func == "absent":
@@ -227,7 +227,9 @@ def _call(node: Call, view: SeriesView, now: float) -> Columns:
     if of_series is _rate or of_series is _increase:
         return _increases(selected, start, now, per_second=of_series is _rate)
     if of_series is _predict_linear or of_series is _time_to_threshold:
-        return _predictions(of_series is _predict_linear, selected, start, now, node.params[0])
+        lines = {} if shared is None else shared.lines
+        predict = of_series is _predict_linear
+        return _predictions(predict, selected, start, now, node.params[0], lines)
     return _of_series(of_series, selected, start, now, node.params)
 
 
@@ -280,11 +282,17 @@ def _increases(selected: Iterable[Series], start: float, now: float, per_second:
 
 
 def _predictions(
-    predict: bool, selected: Iterable[Series], start: float, now: float, param: float
+    predict: bool,
+    selected: Iterable[Series],
+    start: float,
+    now: float,
+    param: float,
+    lines: dict[tuple[Series, float], tuple[float, float] | None],
 ) -> Columns:
     """`predict_linear` (predict) or `time_to_threshold`, as `_predict_linear` and
     `_time_to_threshold` compute them, with the time axis' sums computed once per distinct
-    window of timestamps: series polled together share them."""
+    window of timestamps (series polled together share them) and each series' line once per
+    window start in `lines` (see `SharedResults.lines`)."""
     keys: list[Labels] = []
     values: list[float] = []
     x_parts: dict[bytes, Xs] = {}
@@ -296,11 +304,15 @@ def _predictions(
         hi = len(ts) if ts[-1] <= now else bisect_right(ts, now, lo)
         if hi - lo < 2:
             continue
-        window = ts[lo:hi]
-        x_part = x_parts.get(key := window.tobytes())
-        if x_part is None:
-            x_part = x_parts[key] = time_axis(window, now)
-        line = line_of(window, series.values[lo:hi], now, x_part)
+        if (series, start) in lines:
+            line = lines[series, start]
+        else:
+            window = ts[lo:hi]
+            x_part = x_parts.get(key := window.tobytes())
+            if x_part is None:
+                x_part = x_parts[key] = time_axis(window, now)
+            fit = line_of(window, series.values[lo:hi], now, x_part)
+            line = lines[series, start] = None if fit is None else (fit[0], fit[1])
         if line is None:
             continue
         value = line[1] + line[0] * param if predict else time_to(line[0], line[1], param)

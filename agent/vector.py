@@ -22,7 +22,7 @@ from typing import cast
 
 from agent.expr_ast import SET_OPERATORS, Aggregation, Expr, VectorMatching
 from agent.model import Labels
-from agent.series import SeriesView
+from agent.series import Series, SeriesView
 
 Vector = dict[Labels, float]
 """An instant vector as callers outside the evaluator see it."""
@@ -91,12 +91,19 @@ class SharedResults:
     are shared, so neither `agent.evaluate` nor this module ever mutates a value once computed.
     """
 
-    __slots__ = ("now", "results", "view")
+    __slots__ = ("lines", "now", "results", "view")
 
     def __init__(self, view: SeriesView, now: float) -> None:
         self.view, self.now = view, now
         self.results: dict[Expr, tuple[Expr, Value]] = {}
         """node -> (the node first evaluated under that key, its value)."""
+        self.lines: dict[tuple[Series, float], tuple[float, float] | None] = {}
+        """(series, window start) -> its least-squares (slope, intercept), None if it has none.
+
+        `predict_linear` and `time_to_threshold` of the same series over the same window (an
+        early warning and its deadline) fit the same line, whatever their parameter: one fit.
+        Keyed by the series object, which lives as long as the store keeps it: at least the
+        cycle."""
 
 
 def same_numbers(first: object, other: object) -> bool:
@@ -285,7 +292,7 @@ def binary(op: str, lhs: Value, rhs: Value, matching: VectorMatching | None) -> 
     if isinstance(lhs, float):
         right = _nonzero(rhs) if divide else rhs
         return Columns(right.keys, list(map(fn, itertools.repeat(lhs), right.values)))
-    left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
+    left, right = _sides(lhs, rhs, matching)
     right = _nonzero(right) if divide else right  # after matching: zeros still make ambiguity
     if _aligned(left, right):
         return Columns(left.keys, list(map(fn, left.values, right.values)))
@@ -333,7 +340,7 @@ def _filter(
         return _kept(vector, map(compare, itertools.repeat(lhs), vector.values))
     if isinstance(rhs, float):
         return _kept(lhs, map(compare, lhs.values, itertools.repeat(rhs)))
-    left, right = _by_signature(lhs, matching), _by_signature(rhs, matching)
+    left, right = _sides(lhs, rhs, matching)
     if _aligned(left, right):
         return _kept(left, map(compare, left.values, right.values))
     keys, values, others = _matched(left, right)
@@ -357,6 +364,21 @@ def _signer(matching: VectorMatching | None) -> Callable[[Labels], Labels]:
     if matching is None:
         return lambda labels: labels
     return _memo(matching.labels, keep=matching.on).__getitem__
+
+
+def _sides(lhs: Columns, rhs: Columns, matching: VectorMatching | None) -> tuple[Columns, Columns]:
+    """Both sides keyed by their match signatures, cut once when they hold the same labels.
+
+    `rate(in) * 8 / on(instance, ifIndex) (speed * 1e6)`: both sides are the same series'
+    labels in the same order, so the right side's signatures are the left's (a lookup each
+    saved) and the two stay paired by position.
+    """
+    if matching is None or not _aligned(lhs, rhs):
+        return _by_signature(lhs, matching), _by_signature(rhs, matching)
+    left = _by_signature(lhs, matching)
+    if len(left) < len(lhs):  # rare: signatures dropped as ambiguous; drop them on the right too
+        return left, _by_signature(rhs, matching)
+    return left, Columns(left.keys, rhs.values)
 
 
 def _by_signature(vector: Columns, matching: VectorMatching | None) -> Columns:

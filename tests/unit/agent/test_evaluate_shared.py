@@ -205,3 +205,21 @@ def test_nothing_is_carried_into_the_next_cycle() -> None:
     assert {
         a.state.value for a in evaluate_rules(compiled, store, NOW + 30, later.state).alerts
     } == {"resolved"}
+
+
+def test_predictions_sharing_a_line_follow_points_added_between_cycles() -> None:
+    store = SeriesStore(retention=3600)
+    store.add([sample("avail", 100.0 - i, NOW - 600 + 60 * i, mount="/") for i in range(10)])
+    exprs = ("predict_linear(avail[1h], 3600)", "time_to_threshold(avail[1h], 0)")
+
+    def cycle(now: float) -> list[Vector]:
+        shared = SharedResults(store, now)
+        return [evaluate(parse(e), store, now, shared) for e in exprs]
+
+    first = cycle(NOW)
+    assert first == [evaluate(parse(e), store, NOW) for e in exprs]
+    assert first[0][(("mount", "/"),)] == pytest.approx(90.0 - 60.0, abs=1e-9)
+    store.add([sample("avail", 50.0, NOW + 60, mount="/")])  # it suddenly fell
+    second = cycle(NOW + 60)
+    assert second == [evaluate(parse(e), store, NOW + 60) for e in exprs]
+    assert second[1][(("mount", "/"),)] < first[1][(("mount", "/"),)]

@@ -83,3 +83,15 @@ def test_scalar_operations_share_their_operand_keys() -> None:
     assert len(columns) == 6 and len(set(columns.keys)) == 6
     assert columns.as_dict() == evaluate(parse("speed * 8 / 2"), store(), NOW)
     assert Columns.of(columns.as_dict()).keys == columns.keys
+
+
+def test_matching_sides_with_the_same_labels_cut_once_and_keep_ambiguity_rules() -> None:
+    assert elements("speed / on(instance, port) speed") == [
+        ("sw0/0", 1.0), ("sw0/1", 1.0), ("sw1/0", 1.0), ("sw1/1", 1.0), ("sw2/0", 1.0),
+    ]  # fmt: skip
+    assert elements("speed + on(instance) speed") == []  # two ports a signature: ambiguous
+    # team a's two switches make its signatures ambiguous; team b's one switch matches
+    assert elements("speed > on(team, port) (speed - 1)") == [("0", 1000.0), ("1", 1000.0)]
+    assert elements('speed{team="b"} > ignoring(team) (speed{team="b"} - 1)') == [
+        ("sw1/0", 1000.0), ("sw1/1", 1000.0),
+    ]  # fmt: skip
