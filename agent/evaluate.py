@@ -260,24 +260,31 @@ def _increases(selected: Iterable[Series], start: float, now: float, per_second:
     """`rate` (per_second) or `increase`: `_rate`'s arithmetic without two calls a series."""
     keys: list[Labels] = []
     values: list[float] = []
+    add_key, add_value = keys.append, values.append  # bound once: two calls a series
     for series in selected:
         ts = series.timestamps
         if not ts:
             continue
-        lo = 0 if ts[0] > start else bisect_right(ts, start)
-        hi = len(ts) if ts[-1] <= now else bisect_right(ts, now, lo)
+        first, last = ts[0], ts[-1]  # the window's ends when it holds the whole series
+        if first > start and last <= now:
+            lo, hi = 0, len(ts)
+        else:
+            lo = 0 if first > start else bisect_right(ts, start)
+            hi = len(ts) if last <= now else bisect_right(ts, now, lo)
+            if hi - lo >= 2:
+                first, last = ts[lo], ts[hi - 1]
         if hi - lo < 2:
             continue
         vs = series.values
         increase = vs[hi - 1] - vs[lo]
-        if series.last_drop > ts[lo]:
+        if series.last_drop > first:
             increase += _resets(vs, lo, hi)
         if not per_second:
-            keys.append(series.labels)
-            values.append(increase)
-        elif (span := ts[hi - 1] - ts[lo]) > 0:
-            keys.append(series.labels)
-            values.append(increase / span)
+            add_key(series.labels)
+            add_value(increase)
+        elif (span := last - first) > 0:
+            add_key(series.labels)
+            add_value(increase / span)
     return Columns(keys, values)
 
 
