@@ -4,10 +4,11 @@ Also the least-squares line through a window's points, which predictions and `Fi
 
 Split from `agent.evaluate`, which walks the expression tree and reads series windows; this half
 combines values already computed, and keeps them for the other rules of the same cycle. A vector
-is `dict[Labels, float]` (series labels never carry the metric name, so its label sets are
-unique); a scalar is a plain float. Nothing raises: an element with no defined value (division by
-zero, a many-to-one match) is left out. Every function returns a new dict or one of its inputs
-unchanged, and never mutates an input: the evaluator shares values between rules in a cycle.
+is `Columns` here (`dict[Labels, float]` to callers; series labels never carry the metric name,
+so its label sets are unique); a scalar is a plain float. Nothing raises: an element with no
+defined value (division by zero, a many-to-one match) is left out. Every function returns new
+`Columns` or one of its inputs unchanged, and never mutates an input: the evaluator shares
+values between rules in a cycle.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class Columns:
     Why not a `Vector` dict: building a dict hashes every label tuple (CPython does not cache a
     tuple's hash: ~100 ns for a series' labels), and `rate(a) * 8 / (b * 1e6) * 100` would build
     five dicts an element. Columns pair by position instead: an operation with a scalar reuses
-    its operand's `keys` list, so the two sides of `a / b` are compared by identity, and only
-    label matching (`on`, `ignoring`, sides that differ, set operators) builds a dict.
+    its operand's `keys` list, the two sides of `a / b` pair by identity of their (interned)
+    label tuples, and only label matching (`on`, `ignoring`, sides that differ, set operators)
+    hashes labels.
     Read-only once built: values are shared between rules (`SharedResults`) and `keys` lists
     between values, so no list is ever changed after construction.
     """
