@@ -168,6 +168,8 @@ class LocalDesk:
             f"Rule:        {alert.rule}",
             f"Level:       {alert.level.value}",
             f"Priority:    {priority.value} {priority.urgency}",
+            f"Risk:        {alert.risk or '-'} (likelihood {alert.likelihood or '-'}, "
+            f"impact {alert.impact or '-'}; policy {alert.policy or '-'})",
             f"Value:       {_number(alert.value)}",
             f"Threshold:   {_number(alert.threshold)}",
             f"Started at:  {iso(alert.starts_at)}",

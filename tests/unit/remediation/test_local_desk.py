@@ -158,3 +158,12 @@ def test_a_clear_missed_while_the_database_was_down_is_caught_up(
     states = {t.fingerprint: t.state for t in store.list_tickets()}
     assert states == {"fp1": TicketState.RESOLVED, "fp2": TicketState.OPEN}
     assert desk.reconcile({"fp2"}, NOW + 120) == []
+
+
+def test_the_ticket_carries_the_risk_rating(desk: LocalDesk, make_alert: AlertFactory) -> None:
+    rated = make_alert(likelihood="likely", impact="high", risk="high", policy="approval",
+                       priority=Priority.P2)  # fmt: skip
+    ticket = desk.on_alert(rated, TICKET, None, NOW)
+    assert ticket is not None
+    assert "Risk:        high (likelihood likely, impact high; policy approval)" in ticket.body
+    assert ticket.priority is Priority.P2
