@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agent.model import RemediationRun, RunState, Ticket, TicketState
+from agent.series import Series, SeriesView
 from exporters.prometheus import CONTENT_TYPE, MetricsExporter
 
 E = TypeVar("E", bound=enum.Enum)
@@ -81,11 +82,27 @@ def _text(body: str, status: int = 200) -> PlainTextResponse:
     return PlainTextResponse(body, status_code=status)
 
 
+MAX_HISTORY_POINTS = 2_000_000
+
+
+def history_json(series: Iterable[Series], limit: int = MAX_HISTORY_POINTS) -> list[dict[str, Any]]:
+    """The retained points of `series` as JSON; HTTP 413 past `limit` points."""
+    out, total = [], 0
+    for s in series:
+        total += len(s.timestamps)
+        if total > limit:
+            raise HTTPException(413, f"more than {limit} points: ask for fewer metric names")
+        points = [[t, v] for t, v in zip(s.timestamps, s.values, strict=True)]
+        out.append({"name": s.name, "labels": dict(s.labels), "points": points})
+    return out
+
+
 def create_app(
     exporter: MetricsExporter,
     store: StateReader,
     ready: Callable[[], bool],
     writes: Sequence[BaseRoute] = (),
+    series: SeriesView | None = None,
 ) -> Starlette:
     """The ASGI application; `ready` says whether start-up (migrations, first cycle) is done."""
 
@@ -125,6 +142,14 @@ def create_app(
             raise HTTPException(404, f"no ticket {request.path_params['ticket_id']}")
         return JSONResponse(to_json(found))
 
+    async def history(request: Request) -> Response:
+        names = [n for n in request.query_params.get("names", "").split(",") if n]
+        if not names:
+            raise HTTPException(400, "names=metric[,metric...] is required")
+        if series is None:
+            raise HTTPException(404, "this process keeps no history")
+        return JSONResponse(history_json(s for n in names for s in series.select(n, ())))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
@@ -138,6 +163,7 @@ def create_app(
         Route("/api/v1/runs/{run_id}", run),
         Route("/api/v1/tickets", tickets),
         Route("/api/v1/tickets/{ticket_id:int}", ticket),
+        Route("/api/v1/history", history),
         *writes,
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -32,7 +32,7 @@ from typing import Any
 from agent import expr as expr_lang
 from agent.config import AgentConfig, RuleConfig
 from agent.errors import OpsWatchError
-from agent.expr_ast import Expr, RangeSelector, Selector, children
+from agent.expr_ast import Expr, RangeSelector, Selector, walk
 from agent.flap import FlapState
 from agent.model import Alert, AlertState, Sample
 from agent.pipeline import CycleState, Pipeline
@@ -296,17 +296,9 @@ def backtest(
 # What history the rules need
 
 
-def _walk(node: Expr) -> Iterator[Expr]:
-    yield node
-    if isinstance(node, RangeSelector):  # not one of `children`: a range's selector is no value
-        yield node.selector
-    for child in children(node):
-        yield from _walk(child)
-
-
 def _nodes(rules: Sequence[RuleConfig]) -> Iterator[Expr]:
     for rule in rules:
-        yield from _walk(expr_lang.parse(rule.expr))
+        yield from walk(expr_lang.parse(rule.expr))
 
 
 def lookback(config: AgentConfig, step: float) -> float:

@@ -129,6 +129,30 @@ def _series_samples(series: Any) -> list[Sample]:
 # History from a file, and times as people write them
 
 
+def from_agent(url: str, names: Sequence[str], *, transport: Any = None) -> list[Sample]:
+    """The history a running agent retains in memory (`GET /api/v1/history`), time-ordered."""
+    base = url.rstrip("/") + "/api/v1/history"
+    try:
+        with httpx.Client(transport=transport, timeout=60) as client:
+            response = client.get(base, params={"names": ",".join(names)})
+    except httpx.HTTPError as exc:
+        raise BacktestError(f"cannot reach the agent at {url}: {exc}") from None
+    if response.status_code != 200:
+        raise BacktestError(
+            f"the agent at {url} answered {response.status_code}: {response.text[:200]}"
+        )
+    try:
+        rows = response.json()
+    except ValueError:
+        raise BacktestError(f"the agent at {url} did not answer JSON") from None
+    found = [
+        Sample(row["name"], make_labels(row["labels"]), float(v), float(t))
+        for row in rows for t, v in row["points"]
+    ]  # fmt: skip
+    found.sort(key=lambda s: s.timestamp)
+    return found
+
+
 def load_samples(path: Path) -> list[Sample]:
     """Samples from a JSON array (or JSON Lines) of {name, labels, value, timestamp}."""
     try:
@@ -212,6 +236,12 @@ def _instant(value: str, now: float | None) -> float:
     help="Read history from this Prometheus (e.g. http://127.0.0.1:9090).",
 )
 @click.option(
+    "--agent",
+    "agent_url",
+    metavar="URL",
+    help="Read the history a running agent keeps in memory (e.g. http://127.0.0.1:10790).",
+)
+@click.option(
     "--samples",
     "samples_file",
     help="Read history from a JSON file of samples.",
@@ -244,16 +274,17 @@ def _instant(value: str, now: float | None) -> float:
 )
 @json_option  # fmt: skip
 def backtest_command(
-    config_path: Path, prometheus_url: str | None, samples_file: Path | None, start_text: str,
-    end_text: str, step_text: str | None, stored_silences: bool, as_json: bool,
+    config_path: Path, prometheus_url: str | None, agent_url: str | None,
+    samples_file: Path | None, start_text: str, end_text: str, step_text: str | None,
+    stored_silences: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Replay history through the rules, matrix, silences and policies; count what they do."""
-    if (prometheus_url is None) == (samples_file is None):
-        raise click.UsageError("give exactly one of --prometheus URL or --samples FILE")
+    if sum(x is not None for x in (prometheus_url, agent_url, samples_file)) != 1:
+        raise click.UsageError("give exactly one of --prometheus URL, --agent URL, --samples FILE")
     cfg = load_config(config_path)
     try:
-        report = _run(cfg, prometheus_url, samples_file, (start_text, end_text, step_text),
-                      stored_silences)  # fmt: skip
+        source = (prometheus_url, agent_url, samples_file)
+        report = _run(cfg, source, (start_text, end_text, step_text), stored_silences)
     except BacktestError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -263,13 +294,17 @@ def backtest_command(
 
 
 def _run(
-    cfg: AgentConfig, url: str | None, path: Path | None, when: tuple[str, str, str | None],
-    stored_silences: bool,
+    cfg: AgentConfig, source: tuple[str | None, str | None, Path | None],
+    when: tuple[str, str, str | None], stored_silences: bool,
 ) -> BacktestReport:  # fmt: skip
     now = time.time()
     start, end = parse_instant(when[0], now, "--from"), parse_instant(when[1], now, "--to")
     step = _step(when[2], cfg)
-    if url is not None:
+    url, agent_url, path = source
+    if agent_url is not None:
+        names = sorted({q.split("{", 1)[0] for q in selectors(cfg.rules)})
+        history = from_agent(agent_url, names)
+    elif url is not None:
         fetch = min(step, cfg.evaluation.interval)  # window functions see agent-like density
         since = start - lookback(cfg, fetch)
         history = from_prometheus(url, selectors(cfg.rules), since, end, fetch)

@@ -7,6 +7,7 @@ a tree without pulling in the tokenizer.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -138,3 +139,17 @@ def children(node: Expr) -> tuple[Expr, ...]:
     if isinstance(node, Call):
         return (node.arg,)
     return ()
+
+
+def walk(node: Expr) -> Iterator[Expr]:
+    """`node` and every node under it, depth first (a range's selector included)."""
+    yield node
+    if isinstance(node, RangeSelector):  # not one of `children`: a range's selector is no value
+        yield node.selector
+    for child in children(node):
+        yield from walk(child)
+
+
+def metric_names(node: Expr) -> set[str]:
+    """Every metric name a selector in `node` reads."""
+    return {n.name for n in walk(node) if isinstance(n, Selector)}

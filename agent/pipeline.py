@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from agent import events, flap, inhibit, risk, rules, silences
 from agent.config import AgentConfig
 from agent.evaluate import Fit, first_prediction, window_fits
+from agent.expr_ast import metric_names
 from agent.model import Alert, Event, Labels
 from agent.risk_config import SilenceConfig
 from agent.rules import AlertStatus
@@ -49,6 +50,11 @@ class Pipeline:
         self.impacts = {r.name: r.risk for r in config.rules}
         self.impacts.update((r.name, r.risk) for r in config.event_rules)
         self.flap_settings = {r.name: r.config.risk.flap for r in self.rules}
+        clears = [r.clear_expr for r in self.event_rules if r.clear_expr is not None]
+        self.metric_names = frozenset().union(
+            *(metric_names(r.expr) for r in self.rules), *(metric_names(e) for e in clears)
+        )
+        """What the rules read: only these series are kept in memory for window functions."""
         # Assets are matched on the alert's labels plus the host's own (e.g. criticality: high).
         self.host_labels = dict(config.agent.labels)
 

@@ -182,7 +182,7 @@ class Agent:
     def _server(self) -> _Server:
         api = self.config.api
         writes = write_routes(api.tokens, _Writes(self), api.max_events_per_request, self.clock)
-        app = create_app(self.exporter, self.store, lambda: self.ready, writes)
+        app = create_app(self.exporter, self.store, lambda: self.ready, writes, self.series)
         cfg = self.config.agent
         return _Server(
             uvicorn.Config(
@@ -199,7 +199,10 @@ class Agent:
         async def job() -> None:
             samples = await runner.run_once()
             self.latest[runner.collector.name] = samples
-            self.series.add(samples)
+            # Only what rules read is kept as history: a switch's 2,000 interface series
+            # would otherwise sit in memory for the whole retention window.
+            wanted = self.pipeline.metric_names
+            self.series.add(s for s in samples if s.name in wanted)
             self.publish()
 
         await every(runner.collector.interval, job, self.stop)

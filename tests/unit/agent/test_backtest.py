@@ -382,7 +382,7 @@ def test_the_command_wants_exactly_one_source(tmp_path: Path) -> None:
     conf.write_text(BASE)
     done = CliRunner().invoke(main, ["rules", "backtest", "-c", str(conf)])
     assert done.exit_code == 2
-    assert "exactly one of --prometheus URL or --samples FILE" in done.output
+    assert "exactly one of --prometheus URL, --agent URL, --samples FILE" in done.output
     bad_step = ["rules", "backtest", "-c", str(conf), "--prometheus", "http://127.0.0.1:1",
                 "--step", "soon"]  # fmt: skip
     done = CliRunner().invoke(main, bad_step)
