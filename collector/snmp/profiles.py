@@ -10,6 +10,7 @@ OIDs: nothing is resolved from MIB files at run time.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -168,17 +169,22 @@ class Table:
 def render(profile: Profile, table: Table, now: float, base: Mapping[str, str]) -> list[Sample]:
     """Turn fetched varbinds into samples named and labelled as snmp_exporter does."""
     out: list[Sample] = []
+    # A row's lookup labels (ifName, ifDescr, ifAlias) are the same for each of its ~20
+    # metrics: compute them once per (lookups, index), not once per sample.
+    looked: dict[tuple[tuple[str, ...], tuple[int, ...]], dict[str, str]] = {}
     for metric in profile.metrics:
-        column = Oid.parse(metric.oid)
+        column = _parsed(metric.oid)
         if not metric.indexes:
             vb = table.by_oid.get(Oid((*column, 0)))
             rows: Iterable[tuple[tuple[int, ...], VarBind]] = [((), vb)] if vb else []
         else:
             rows = _rows(table, column, len(metric.indexes))
+        names = tuple(metric.lookups)
         for index, vb in rows:
-            labels = dict(base) | dict(zip(metric.indexes, map(str, index), strict=True))
-            for name in metric.lookups:
-                labels |= _lookup(profile.lookups[name], table, index)
+            extra = looked.get((names, index))
+            if extra is None:
+                extra = looked[(names, index)] = _lookups(profile, names, table, index)
+            labels = dict(base) | dict(zip(metric.indexes, map(str, index), strict=True)) | extra
             sample = _sample(metric, vb, index, table, labels, now)
             if sample is not None:
                 out.append(sample)
@@ -192,8 +198,23 @@ def _rows(table: Table, column: Oid, width: int) -> Iterator[tuple[tuple[int, ..
             yield index, vb
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> Oid:
+    """Profiles name OIDs as text; parse each once, not once per row and metric."""
+    return Oid.parse(text)
+
+
+def _lookups(
+    profile: Profile, names: tuple[str, ...], table: Table, index: tuple[int, ...]
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in names:
+        out |= _lookup(profile.lookups[name], table, index)
+    return out
+
+
 def _lookup(lookup: Lookup, table: Table, index: tuple[int, ...]) -> dict[str, str]:
-    vb = table.by_oid.get(Oid((*Oid.parse(lookup.oid), *index)))
+    vb = table.by_oid.get(Oid((*_parsed(lookup.oid), *index)))
     if vb is None:
         return {}
     if lookup.type == "DisplayString":
