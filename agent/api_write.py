@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -61,6 +61,11 @@ class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     matchers: list[str] = Field(min_length=1, max_length=32)
     duration: str = "2h"
+    """From starts_at (default now), unless ends_at or recurring is given."""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    recurring: list[dict[str, Any]] = Field(default_factory=list, max_length=16)
+    """Weekly windows: {weekdays: [mon, ...], start: "02:00", end: "04:00", time_zone}."""
     comment: str = Field(min_length=1, max_length=1024)
 
 
@@ -137,11 +142,13 @@ def write_routes(
         body: SilenceIn = await _body(request, SilenceIn)
         now = clock()
         try:
-            ends = now + parse_duration(body.duration)
+            starts = body.starts_at or datetime.fromtimestamp(now, UTC)
+            ends = body.ends_at
+            if ends is None and not body.recurring:
+                ends = starts + timedelta(seconds=parse_duration(body.duration))
             silence = SilenceConfig.model_validate({
                 "matchers": body.matchers, "comment": body.comment, "author": token.name,
-                "starts_at": datetime.fromtimestamp(now, UTC),
-                "ends_at": datetime.fromtimestamp(ends, UTC),
+                "starts_at": starts, "ends_at": ends, "recurring": body.recurring,
             })  # fmt: skip
         except (ValidationError, ValueError) as exc:
             raise HTTPException(422, _why(exc)) from None

@@ -6,6 +6,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -22,7 +23,6 @@ from agent.cli_common import (
     load_config,
     open_state,
     print_json,
-    when,
 )
 from agent.config import parse_duration
 from agent.errors import StoreError
@@ -69,24 +69,52 @@ def silences_group() -> None:
     required=True,
     help='A matcher like alertname="DiskFull" or host=~"web.*" (repeatable).',
 )
-@click.option("--for", "duration", default="2h", show_default=True, help="How long, e.g. 90m.")
+@click.option(
+    "--for",
+    "duration",
+    default="2h",
+    show_default=True,
+    help="How long from --start, e.g. 90m (ad hoc silences).",
+)
+@click.option("--start", default=None, help="When it begins (ISO 8601 with offset; default now).")
+@click.option("--until", default=None, help="When it ends (ISO 8601 with offset); beats --for.")
+@click.option(
+    "--window",
+    default=None,
+    metavar="HH:MM-HH:MM",
+    help="A recurring maintenance window in local time (with --weekday, --time-zone).",
+)
+@click.option(
+    "--weekday",
+    "weekdays",
+    multiple=True,
+    type=click.Choice(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+    help="Days the window starts on (repeatable; default every day).",
+)
+@click.option("--time-zone", default="UTC", show_default=True, help="e.g. Europe/Berlin.")
 @click.option("--comment", required=True, help="Why (shown with every silenced alert).")
 @click.option("--as", "actor", default=None, help="Author (default: the login name).")
 @json_option  # fmt: skip
 def silences_add(
-    config_path: Path, matchers: tuple[str, ...], duration: str, comment: str, actor: str | None,
-    as_json: bool,
+    config_path: Path, matchers: tuple[str, ...], duration: str, start: str | None,
+    until: str | None, window: str | None, weekdays: tuple[str, ...], time_zone: str,
+    comment: str, actor: str | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Silence matching alerts from now on, for a while."""
+    """Silence matching alerts: now for a while, from --start to --until, or in a window."""
     cfg = load_config(config_path)
     now = time.time()
+    spec: dict[str, Any] = {"matchers": list(matchers), "author": actor_name(actor),
+                            "comment": comment, "starts_at": start or _utc(now)}  # fmt: skip
     try:
-        seconds = parse_duration(duration)
-        silence = SilenceConfig.model_validate({
-            "matchers": list(matchers), "author": actor_name(actor), "comment": comment,
-            "starts_at": datetime.fromtimestamp(now, UTC),
-            "ends_at": datetime.fromtimestamp(now + seconds, UTC),
-        })  # fmt: skip
+        if window is not None:
+            begin, _, end = window.partition("-")
+            spec["recurring"] = [{"weekdays": list(weekdays) or None, "start": begin,
+                                  "end": end, "time_zone": time_zone}]  # fmt: skip
+            spec["recurring"][0] = {k: v for k, v in spec["recurring"][0].items() if v}
+            spec["ends_at"] = until
+        else:
+            spec["ends_at"] = until or _utc(now + parse_duration(duration))
+        silence = SilenceConfig.model_validate(spec)
     except ValidationError as exc:
         raise click.ClickException("; ".join(e["msg"] for e in exc.errors())) from None
     except ValueError as exc:
@@ -95,7 +123,12 @@ def silences_add(
     if as_json:
         print_json(stored.model_dump(mode="json"))
     else:
-        click.echo(f"silence {stored.id} until {when(now + seconds)}")
+        ends = stored.ends_at.isoformat() if stored.ends_at else "no end"
+        click.echo(f"silence {stored.id} until {ends}")
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 @silences_group.command("list")

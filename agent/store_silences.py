@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +20,11 @@ def _iso(ts: float) -> str:
 
 def _silence(row: Row[Any]) -> SilenceConfig:
     m = row._mapping
+    ends = None if math.isinf(m["ends_at"]) else _iso(m["ends_at"])
     return SilenceConfig.model_validate({
         "id": m["id"], "matchers": m["matchers"], "starts_at": _iso(m["starts_at"]),
-        "ends_at": _iso(m["ends_at"]), "author": m["author"], "comment": m["comment"],
+        "ends_at": ends, "author": m["author"], "comment": m["comment"],
+        "recurring": m["recurring"] or [],
     })  # fmt: skip
 
 
@@ -29,16 +32,17 @@ class SilencesMixin(StoreBase):
     """Add, list and expire stored silences; every change is audit-logged with its author."""
 
     def add_silence(self, silence: SilenceConfig, now: float) -> SilenceConfig:
-        """Store a one-off silence (recurring windows belong in agent.yaml)."""
-        if silence.recurring or silence.ends_at is None:
-            raise StoreError("stored silences need ends_at; put recurring windows in agent.yaml")
+        """Store an ad hoc silence or a recurring maintenance window (audit-logged)."""
         starts = silence.starts_at.timestamp() if silence.starts_at else now
+        ends = silence.ends_at.timestamp() if silence.ends_at else math.inf
+        recurring = [w.model_dump(mode="json") for w in silence.recurring]
         values = {
             "id": silence.id, "matchers": [format_matcher(m) for m in silence.matchers],
-            "starts_at": starts, "ends_at": silence.ends_at.timestamp(), "author": silence.author,
-            "comment": silence.comment, "created_at": now,
+            "starts_at": starts, "ends_at": ends, "author": silence.author,
+            "comment": silence.comment, "created_at": now, "recurring": recurring,
         }  # fmt: skip
-        detail = {k: values[k] for k in ("matchers", "starts_at", "ends_at", "comment")}
+        detail = {k: values[k] for k in ("matchers", "starts_at", "comment", "recurring")}
+        detail["ends_at"] = None if math.isinf(ends) else ends
         with self._tx() as conn:
             conn.execute(delete(t.silences).where(t.silences.c.id == silence.id))
             conn.execute(insert(t.silences).values(**values))

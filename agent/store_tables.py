@@ -62,6 +62,7 @@ silences = Table(
     Column("author", String(255), nullable=False),
     Column("comment", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("recurring", JSON, nullable=False, server_default="[]"),
     Index("ix_silences_ends_at", "ends_at"),
 )
 

@@ -62,8 +62,14 @@ def test_a_silenced_alert_is_exported_but_opens_no_ticket_until_the_silence_ends
         cli(config, "silences", "expire", added["id"], "--as", "bob")
         (ticket,) = wait_for("a ticket once the silence ended", lambda: tickets(config))
         assert ticket["state"] == "open"
+    window = cli_json(config, "silences", "add", "-m", 'alertname="SpoolNotEmpty"', "--window",
+                      "02:00-04:00", "--weekday", "sun", "--time-zone", "Europe/Berlin",
+                      "--comment", "weekly maintenance")  # fmt: skip
+    assert window["ends_at"] is None
+    assert window["recurring"] == [{"weekdays": ["sun"], "start": "02:00:00", "end": "04:00:00",
+                                    "time_zone": "Europe/Berlin"}]  # fmt: skip
     listed = cli_json(config, "silences", "list", "--all")
-    assert [s["id"] for s in listed] == [added["id"]]
+    assert [s["id"] for s in listed] == [window["id"], added["id"]]
 
 
 def test_exported_rules_of_the_shipped_config_pass_promtool(tmp_path: Path) -> None:

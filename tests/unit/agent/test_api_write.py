@@ -144,3 +144,16 @@ def test_tokens_must_be_long_and_from_one_source(tmp_path: Path) -> None:
     token = ApiToken.model_validate({"name": "x", "role": "admin", "token_file": str(secret)})
     assert token.token is not None and token.token.get_secret_value() == "from-a-file-0123456789"
     assert "from-a-file" not in repr(token)
+
+
+def test_a_recurring_window_over_http(setup: tuple[TestClient, Writes]) -> None:
+    http, writes = setup
+    window = {"start": "01:00", "end": "03:00", "time_zone": "America/New_York"}
+    body = {"matchers": ['job="backup"'], "comment": "nightly backup", "recurring": [window]}
+    made = http.post("/api/v1/silences", json=body, headers=auth(NOC))
+    assert made.status_code == 201, made.text
+    assert made.json()["ends_at"] is None
+    (stored,) = writes.store.list_silences(NOW + 10 * 86400)
+    assert stored.recurring[0].time_zone == "America/New_York"
+    bad = dict(body, recurring=[{"start": "25:00", "end": "03:00"}])
+    assert http.post("/api/v1/silences", json=bad, headers=auth(NOC)).status_code == 422

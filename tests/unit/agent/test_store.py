@@ -393,3 +393,25 @@ def test_silences_are_stored_listed_expired_and_audited(store: Store) -> None:
         store.expire_silence(silence.id, "bob", now + 120)
     actions = [(e.actor, e.action) for e in store.list_audit()]
     assert ("alice", "silence.add") in actions and ("bob", "silence.expire") in actions
+
+
+def test_a_recurring_maintenance_window_is_stored_and_honoured(store: Store) -> None:
+    from agent.model import Alert, AlertState, Level, make_labels
+    from agent.risk_config import SilenceConfig
+    from agent.silences import silenced_by
+
+    window = SilenceConfig.model_validate({
+        "id": "sunday-backup", "matchers": ['alertname="SustainedLoad"'], "author": "ops",
+        "comment": "weekly backup", "recurring": [
+            {"weekdays": ["sun"], "start": "02:00", "end": "04:00", "time_zone": "Europe/Berlin"}],
+    })  # fmt: skip
+    stored = store.add_silence(window, 1_700_000_000.0)
+    assert stored.ends_at is None and stored.recurring == window.recurring
+    (listed,) = store.list_silences(1_800_000_000.0)  # no end: still listed years later
+    alert = Alert(fingerprint="f", rule="SustainedLoad", state=AlertState.FIRING,
+                  level=Level.WARNING, labels=make_labels({"alertname": "SustainedLoad"}),
+                  annotations=(), value=3.0, starts_at=0.0)  # fmt: skip
+    sunday_3am_berlin = 1_700_355_600.0  # 2023-11-19 03:00 CET
+    monday_3am_berlin = sunday_3am_berlin + 86400
+    assert silenced_by(alert, [listed], sunday_3am_berlin) == "sunday-backup"
+    assert silenced_by(alert, [listed], monday_3am_berlin) is None
