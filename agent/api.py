@@ -107,7 +107,9 @@ def create_app(
     """The ASGI application; `ready` says whether start-up (migrations, first cycle) is done."""
 
     async def metrics(request: Request) -> Response:
-        return Response(exporter.render(), media_type=CONTENT_TYPE)
+        # The first scrape after a poll round renders its families (~0.2 s for 100 switches):
+        # in a worker thread, so the event loop keeps polling and answering meanwhile.
+        return Response(await run_in_threadpool(exporter.render), media_type=CONTENT_TYPE)
 
     async def healthy(request: Request) -> Response:
         return _text("OK\n")

@@ -5,11 +5,21 @@ only renders the newest one (and caches the bytes until the next), so a scrape n
 Each metric family's text is kept too and reused while the family's samples are the very same
 objects: the agent republishes the unchanged batches of other collectors as they are, so a rule
 cycle or a host collector does not re-render the 200,000 series of 100 polled switches.
+
+Sample families are written by a renderer of our own rather than prometheus_client's
+`generate_latest`, which spends ~6.5 µs a series (label-name validation and escaping, a dict and
+a sort per sample): 1.4 s for 100 switches. Ours writes the same bytes (text format 0.0.4 as
+prometheus_client 0.2x writes it) and formats each distinct label set once per render, since
+the SNMP poller hands the same label tuple to every metric of an interface row. Anything it
+cannot vouch for byte for byte (a name outside the legacy character set, unsorted or repeated
+label names) is left to prometheus_client, family by family.
 """
 
 from __future__ import annotations
 
+import math
 import operator
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +118,98 @@ class _Rendered:
         )
 
 
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_KNOWN_LABEL_NAMES: set[str] = set()
+"""Label names already checked against `_LABEL_NAME`; they come from code and profiles, few."""
+_MAX_KNOWN_LABEL_NAMES = 10_000
+_INF = math.inf
+
+
+class _Unrenderable(Exception):
+    """A family the direct renderer cannot promise to write as prometheus_client would."""
+
+
+def go_float(value: float) -> str:
+    """A sample value as prometheus_client's `floatToGoString` spells it (Go's style).
+
+    Same branches, reordered so the common case (a finite value) takes one comparison: Python's
+    repr, except +Inf/-Inf/NaN and the exponent Go uses from 1e7 on where repr has none yet.
+    """
+    d = float(value)
+    s = repr(d)
+    if d > 0:
+        dot = s.find(".")
+        if dot > 6:
+            mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+            return f"{mantissa}e+{dot - 1:02d}"
+        return "+Inf" if d == _INF else s
+    if d != d:  # NaN is the only value unequal to itself
+        return "NaN"
+    return "-Inf" if d == -_INF else s
+
+
+def _escape_value(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+def label_text(labels: Labels) -> str:
+    """`{a="x",b="y"} ` (or one space without labels), as prometheus_client writes it.
+
+    prometheus_client writes labels sorted by name, one per name, names checked against the
+    legacy character set (others get escaped): our `Labels` are already sorted, so a set whose
+    names are strictly increasing and legacy-valid needs nothing but value escaping; any other
+    raises `_Unrenderable` and its family goes to prometheus_client.
+    """
+    if not labels:
+        return " "
+    parts = []
+    previous = ""
+    for name, value in labels:
+        if name <= previous or type(value) is not str:
+            raise _Unrenderable(name)
+        if name not in _KNOWN_LABEL_NAMES:
+            if _LABEL_NAME.fullmatch(name) is None:
+                raise _Unrenderable(name)
+            if len(_KNOWN_LABEL_NAMES) < _MAX_KNOWN_LABEL_NAMES:
+                _KNOWN_LABEL_NAMES.add(name)
+        previous = name
+        parts.append(f'{name}="{_escape_value(value)}"')
+    return "{" + ",".join(parts) + "} "
+
+
+def render_family(
+    name: str, meta: MetricMeta | None, samples: Sequence[Sample], labels: dict[Labels, str]
+) -> bytes:
+    """One family's HELP, TYPE and sample lines; `labels` caches label texts across families.
+
+    The type and naming follow `_metric` (a counter is written as `<name without _total>_total`,
+    a family without meta as untyped with empty help) so the bytes equal `generate_latest`'s.
+    """
+    kind, help_text = "untyped", ""
+    if meta is not None:
+        help_text = meta.help.replace("\\", r"\\").replace("\n", r"\n")
+        if meta.type is MetricType.COUNTER:
+            kind, base = "counter", name.removesuffix("_total")
+            if not base:
+                raise _Unrenderable(name)  # prometheus_client rejects an empty family name
+            name = base + "_total"
+        elif meta.type is MetricType.GAUGE:
+            kind = "gauge"
+    if _METRIC_NAME.fullmatch(name) is None:
+        raise _Unrenderable(name)
+    lines = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
+    append, cached = lines.append, labels.get
+    for s in samples:
+        text = cached(s.labels)
+        if text is None:
+            text = labels[s.labels] = label_text(s.labels)
+        append(f"{name}{text}{go_float(s.value)}\n")
+    return "".join(lines).encode("utf-8")
+
+
 class FamilyTexts:
     """Exposition text of the sample families, re-rendering only families whose samples changed.
 
@@ -121,10 +223,16 @@ class FamilyTexts:
 
     def render(self, samples: Iterable[Sample], meta: Mapping[str, MetricMeta]) -> bytes:
         texts: dict[str, _Rendered] = {}
+        # Per render only: the ~20 metrics of a polled interface row share one label tuple, so
+        # each is formatted once; kept no longer, so it costs no memory between scrapes.
+        labels: dict[Labels, str] = {}
         for name, family in _latest(samples).items():
             known, info = self._texts.get(name), meta.get(name)
             if known is None or not known.fits(info, family):
-                text = generate_latest(_Metrics([_metric(name, info, family)]))
+                try:
+                    text = render_family(name, info, family, labels)
+                except _Unrenderable:
+                    text = generate_latest(_Metrics([_metric(name, info, family)]))
                 known = _Rendered(info, family, text)
             texts[name] = known
         self._texts = texts  # families gone from the snapshot are forgotten

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -12,9 +17,11 @@ from agent.model import (
     MetricMeta,
     MetricType,
     Priority,
+    Sample,
     make_labels,
     sample,
 )
+from exporters import prometheus as prom
 from exporters.prometheus import MetricsExporter, Snapshot
 
 META = {
@@ -203,18 +210,16 @@ def test_a_repeated_series_in_an_unchanged_batch_keeps_the_last_reading() -> Non
 def test_a_publish_that_changes_one_batch_renders_only_its_families(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from prometheus_client import generate_latest
-    from prometheus_client.registry import Collector
-
     import exporters.prometheus as prom
 
     rendered: list[str] = []
+    render_family = prom.render_family
 
-    def spy(registry: Collector) -> bytes:
-        rendered.extend(m.name for m in registry.collect())
-        return generate_latest(registry)
+    def spy(name: str, *args: Any) -> bytes:
+        rendered.append(name)
+        return render_family(name, *args)
 
-    monkeypatch.setattr(prom, "generate_latest", spy)
+    monkeypatch.setattr(prom, "render_family", spy)
     exporter = MetricsExporter(process_metrics=False)
     snmp = [sample("ifHCInOctets", float(i), 1.0, ifIndex=str(i)) for i in range(48)]
     exporter.publish(Snapshot(samples=[*snmp, sample("node_load1", 1.0, 1.0)], meta=META))
@@ -224,3 +229,99 @@ def test_a_publish_that_changes_one_batch_renders_only_its_families(
     exporter.render()
     assert "ifHCInOctets" not in rendered
     assert "node_load1" in rendered
+
+
+# --- the direct renderer writes exactly what prometheus_client writes ----------------------
+
+SPECIAL_VALUES = [
+    0.0, -0.0, 1.0, -1.0, 0.25, 1e-9, 123456.0, 1234567.0, 12345678.9, 1e7, 1e15, 1e16, 1e22,
+    1.5e300, -1234567.0, -1e22, 2.0**64, 2.0**32 - 1, math.inf, -math.inf, math.nan, 5e-324,
+]  # fmt: skip
+HOSTILE_VALUES = ['a"b', "back\\slash", "new\nline", '\\"\n', "", "ünï©ødé ☃", "{{ x }}", " "]
+
+
+def reference(snapshot: Snapshot) -> bytes:
+    """prometheus_client's own rendering of the snapshot's sample families."""
+    from prometheus_client import generate_latest
+
+    metrics = prom.sample_families(snapshot.samples, snapshot.meta)
+    return generate_latest(prom._Metrics(metrics))
+
+
+def ours(snapshot: Snapshot) -> bytes:
+    return prom.FamilyTexts().render(snapshot.samples, snapshot.meta)
+
+
+@pytest.mark.parametrize("value", SPECIAL_VALUES)
+def test_values_are_spelled_as_prometheus_client_spells_them(value: float) -> None:
+    from prometheus_client import utils
+
+    floatToGoString: Callable[[float], str] = utils.floatToGoString  # untyped upstream
+    assert prom.go_float(value) == floatToGoString(value)
+    if math.isfinite(value):  # an int value (a counter as read) is written as a float
+        assert prom.go_float(int(value)) == floatToGoString(int(value))
+
+
+def test_a_family_of_every_type_with_hostile_labels_is_byte_equal() -> None:
+    meta = {
+        "c_total": MetricMeta("c_total", MetricType.COUNTER, 'count\\ "of"\nthings'),
+        "c_plain": MetricMeta("c_plain", MetricType.COUNTER, "a counter without _total"),
+        "g": MetricMeta("g", MetricType.GAUGE, ""),
+        "u": MetricMeta("u", MetricType.UNTYPED, "untyped ünï"),
+    }
+    samples = [
+        Sample(name, make_labels({"a": v, "b_2": "x", "_z": str(i)}), value, 1.0)
+        for name in ("c_total", "c_plain", "g", "u", "no_meta", "ns:colon")
+        for i, (v, value) in enumerate(zip(HOSTILE_VALUES * 3, SPECIAL_VALUES, strict=False))
+    ]
+    samples += [Sample("g", (), 3.0, 1.0), Sample("no_meta", (), -0.0, 1.0)]
+    snapshot = Snapshot(samples, meta)
+    assert ours(snapshot) == reference(snapshot)
+
+
+def test_random_samples_are_byte_equal() -> None:
+    rng = random.Random(20261122)
+    alphabet = 'abc_:XYZ019"\\\n ü☃{}=,'
+    names = ["ifHCInOctets", "node_load1", "x_total", "opswatch_if_in_bytes_per_second"]
+    meta = {n: MetricMeta(n, rng.choice(list(MetricType)), "help " + n) for n in names[:3]}
+    samples = []
+    for _ in range(2000):
+        labels = {
+            rng.choice(["ifIndex", "ifName", "target", "mode", "cpu"]): "".join(
+                rng.choices(alphabet, k=rng.randrange(0, 8))
+            )
+            for _ in range(rng.randrange(0, 5))
+        }
+        value = rng.choice([rng.uniform(-1e12, 1e12), float(rng.randrange(2**64)), *SPECIAL_VALUES])
+        samples.append(Sample(rng.choice(names), make_labels(labels), value, 1.0))
+    snapshot = Snapshot(samples, meta)
+    assert ours(snapshot) == reference(snapshot)
+
+
+@pytest.mark.parametrize(
+    "sample_",
+    [
+        Sample("ok_name", (("b", "1"), ("a", "2")), 1.0, 1.0),  # not sorted
+        Sample("ok_name", (("a", "1"), ("a", "2")), 1.0, 1.0),  # a name twice
+        Sample("ok_name", (("bad-label", "1"),), 1.0, 1.0),  # outside the legacy set
+        Sample("ok_name", (("", "1"),), 1.0, 1.0),
+        Sample("bad.name-x", (("a", "1"),), 1.0, 1.0),
+        Sample("ünï", (), 1.0, 1.0),
+    ],
+)
+def test_labels_or_names_it_cannot_vouch_for_go_to_prometheus_client(sample_: Sample) -> None:
+    snapshot = Snapshot([sample_, Sample("after", (("a", "1"),), 2.0, 1.0)])
+    assert ours(snapshot) == reference(snapshot)
+
+
+def test_a_whole_scrape_equals_the_registry_rendering() -> None:
+    exporter = MetricsExporter(process_metrics=False)
+    shared = make_labels({"target": "sw1", "ifIndex": "3", "ifName": 'ge"0\\3'})
+    samples = [Sample(n, shared, float(i), 1.0) for i, n in enumerate(["ifInErrors", "ifSpeed"])]
+    snapshot = Snapshot(
+        [*samples, *(Sample(n, shared, 7.0, 1.0) for n in ("ifOutErrors", "ifSpeed"))],
+        {"ifSpeed": MetricMeta("ifSpeed", MetricType.GAUGE, "Speed.")},
+        alerts=[alert(AlertState.FIRING, Level.CRITICAL, mountpoint='/"x"')],
+    )
+    exporter.publish(snapshot)
+    assert exporter.render() == full_render(snapshot)
