@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError, field_validator, model_validator
 
 from agent.config_base import Strict
-from agent.model import MetricMeta, MetricType, Sample, make_labels
+from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
 
 SHIPPED = Path(__file__).parent / "profiles"
@@ -166,12 +166,18 @@ class Table:
             yield self.by_oid[key]
 
 
+_RowKey = tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]
+"""A row's labels depend on the lookups and index names a metric uses and on the index."""
+
+
 def render(profile: Profile, table: Table, now: float, base: Mapping[str, str]) -> list[Sample]:
     """Turn fetched varbinds into samples named and labelled as snmp_exporter does."""
     out: list[Sample] = []
-    # A row's lookup labels (ifName, ifDescr, ifAlias) are the same for each of its ~20
-    # metrics: compute them once per (lookups, index), not once per sample.
-    looked: dict[tuple[tuple[str, ...], tuple[int, ...]], dict[str, str]] = {}
+    base_labels = dict(base)
+    # A row's labels (target, ifIndex, ifName, ifDescr, ifAlias) are the same for each of its
+    # ~40 metrics: look them up and sort them once per row, and hand every numeric metric of
+    # the row the same tuple (the exporter then formats that tuple once, too).
+    rows_seen: dict[_RowKey, tuple[dict[str, str], Labels]] = {}
     for metric in profile.metrics:
         column = _parsed(metric.oid)
         if not metric.indexes:
@@ -179,13 +185,14 @@ def render(profile: Profile, table: Table, now: float, base: Mapping[str, str]) 
             rows: Iterable[tuple[tuple[int, ...], VarBind]] = [((), vb)] if vb else []
         else:
             rows = _rows(table, column, len(metric.indexes))
-        names = tuple(metric.lookups)
+        names, indexes = tuple(metric.lookups), tuple(metric.indexes)
         for index, vb in rows:
-            extra = looked.get((names, index))
-            if extra is None:
-                extra = looked[(names, index)] = _lookups(profile, names, table, index)
-            labels = dict(base) | dict(zip(metric.indexes, map(str, index), strict=True)) | extra
-            sample = _sample(metric, vb, index, table, labels, now)
+            row = rows_seen.get((names, indexes, index))
+            if row is None:
+                labels = base_labels | dict(zip(indexes, map(str, index), strict=True))
+                labels |= _lookups(profile, names, table, index)
+                row = rows_seen[(names, indexes, index)] = (labels, make_labels(labels))
+            sample = _sample(metric, vb, index, table, row, now)
             if sample is not None:
                 out.append(sample)
     return out
@@ -229,7 +236,7 @@ def _sample(
     vb: VarBind,
     index: tuple[int, ...],
     table: Table,
-    labels: dict[str, str],
+    row: tuple[dict[str, str], Labels],
     now: float,
 ) -> Sample | None:
     if metric.type in ("gauge", "counter"):
@@ -237,7 +244,8 @@ def _sample(
         if value is None:
             return None
         value *= metric.scale * _sensor_factor(metric.sensor_scale, table, index)
-        return Sample(metric.name, make_labels(labels), value, now)
+        return Sample(metric.name, row[1], value, now)
+    labels = dict(row[0])  # a text or enum column adds its own label to the row's
     if metric.type == "EnumAsInfo":
         state = metric.enum_values.get(vb.value, str(vb.value)) if isinstance(vb.value, int) else ""
         labels[metric.name] = state
@@ -249,8 +257,8 @@ def _sample(
 def _sensor_factor(scale: SensorScale | None, table: Table, index: tuple[int, ...]) -> float:
     if scale is None:
         return 1.0
-    exp = table.by_oid.get(Oid((*Oid.parse(scale.scale_oid), *index)))
-    prec = table.by_oid.get(Oid((*Oid.parse(scale.precision_oid), *index)))
+    exp = table.by_oid.get(Oid((*_parsed(scale.scale_oid), *index)))
+    prec = table.by_oid.get(Oid((*_parsed(scale.precision_oid), *index)))
     exponent = exp.value if exp is not None and isinstance(exp.value, int) else 9  # 9 = units
     precision = prec.value if prec is not None and isinstance(prec.value, int) else 0
     return float(1000.0 ** (exponent - 9) / 10.0**precision)
