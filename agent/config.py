@@ -8,7 +8,6 @@ hint. Relative paths in the file are taken relative to the file's own folder.
 from __future__ import annotations
 
 import difflib
-import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +27,13 @@ from agent.config_base import (
     _collect_secrets,
     _read_secret_file,
     _url_password,
+    check_expr,
+    check_rule_name,
     parse_duration,
     parse_size,
 )
 from agent.config_load import Loc, read_yaml, validate
-from agent.errors import ConfigError, ConfigProblem, ExpressionError
+from agent.errors import ConfigError, ConfigProblem
 from agent.event_config import EventRuleConfig
 from agent.model import Level
 from agent.risk_config import (
@@ -61,7 +62,6 @@ __all__ = [
     "parse_size",
 ]  # fmt: skip
 
-_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 DEFAULT_PORT = 10790
 """Outside 9100-9999 (fully allocated to exporters) and /etc/services."""
 
@@ -262,23 +262,8 @@ class RuleConfig(Strict):
     actions: RuleActions = RuleActions()
     risk: RuleRiskConfig = RuleRiskConfig()
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise PydanticCustomError("name", "rule names are identifiers ([a-zA-Z_][a-zA-Z0-9_]*)")
-        return value
-
-    @field_validator("expr")
-    @classmethod
-    def _expr(cls, value: str) -> str:
-        from agent import expr  # the rules engine owns the grammar
-
-        try:
-            expr.parse(value)
-        except ExpressionError as exc:
-            raise PydanticCustomError("expr", "{e}", {"e": str(exc)}) from None
-        return value
+    _name = field_validator("name")(check_rule_name)
+    _expr = field_validator("expr")(check_expr)
 
     @model_validator(mode="after")
     def _levels(self) -> RuleConfig:

@@ -134,3 +134,25 @@ class RuleActions(Strict):
     approval: Literal["auto", "required"] = "required"
     vars: dict[str, str] = {}
     """Runbook variables; `{label}` is replaced by the alert's label value (never Jinja)."""
+
+
+_RULE_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def check_rule_name(value: str) -> str:
+    """Rule names are identifiers: they become the `alertname` label."""
+    if not _RULE_NAME.match(value):
+        raise PydanticCustomError("name", "rule names are identifiers ([a-zA-Z_][a-zA-Z0-9_]*)")
+    return value
+
+
+def check_expr(value: str) -> str:
+    """An indicator expression that parses (agent.expr owns the grammar)."""
+    from agent import expr
+    from agent.errors import ExpressionError
+
+    try:
+        expr.parse(value)
+    except ExpressionError as exc:
+        raise PydanticCustomError("expr", "{e}", {"e": str(exc)}) from None
+    return value

@@ -3,17 +3,12 @@ by a polled value, or by time."""
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from agent.config_base import Duration, RuleActions, Strict
-from agent.errors import ExpressionError
+from agent.config_base import Duration, RuleActions, Strict, check_expr, check_rule_name
 from agent.model import Level
 from agent.risk_config import MatcherField, RuleRiskConfig
-
-_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 class EventMatch(Strict):
@@ -44,24 +39,12 @@ class EventRuleConfig(Strict):
     actions: RuleActions = RuleActions()
     risk: RuleRiskConfig = RuleRiskConfig()
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise PydanticCustomError("name", "rule names are identifiers ([a-zA-Z_][a-zA-Z0-9_]*)")
-        return value
+    _name = field_validator("name")(check_rule_name)
 
     @field_validator("clear_expr")
     @classmethod
     def _expr(cls, value: str | None) -> str | None:
-        from agent import expr
-
-        if value is not None:
-            try:
-                expr.parse(value)
-            except ExpressionError as exc:
-                raise PydanticCustomError("expr", "{e}", {"e": str(exc)}) from None
-        return value
+        return None if value is None else check_expr(value)
 
     @model_validator(mode="after")
     def _clears(self) -> EventRuleConfig:

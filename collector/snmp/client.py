@@ -26,7 +26,7 @@ from collector.snmp.errors import (
     SnmpTimeout,
     SnmpValueError,
 )
-from collector.snmp.model import Oid, Pdu, PduType, Tag, VarBind, Version
+from collector.snmp.model import Oid, Pdu, PduType, VarBind, Version, take_page
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class SnmpClient:
                 if exc.status == _NO_SUCH_NAME and target.version == "1":
                     return out  # v1's way of saying "end of MIB view"
                 raise
-            if _take_page(page, root, current, out):
+            if take_page(page, root, current, out):
                 return out
             current = out[-1].oid
             if len(out) > self._max_walk_varbinds:
@@ -251,15 +251,3 @@ def _checked(pdu: Pdu) -> Pdu:
     if pdu.error_status:
         raise SnmpResponseError(pdu.error_status, pdu.error_index)
     return pdu
-
-
-def _take_page(page: list[VarBind], root: Oid, current: Oid, out: list[VarBind]) -> bool:
-    """Append the page's varbinds under `root` to `out`; True once the walk is complete."""
-    for vb in page:
-        if vb.tag is Tag.END_OF_MIB_VIEW or not vb.oid.startswith(root):
-            return True
-        if vb.oid <= current:
-            raise SnmpError(f"agent returned {vb.oid} after {current}: OIDs not increasing")
-        out.append(vb)
-        current = vb.oid
-    return False

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from collector.snmp.errors import SnmpValueError
+from collector.snmp.errors import SnmpError, SnmpValueError
 
 
 class Oid(tuple[int, ...]):
@@ -125,3 +125,18 @@ class Message:
     version: Version
     community: bytes
     pdu: Pdu | TrapV1Pdu
+
+
+def take_page(page: list[VarBind], root: Oid, current: Oid, out: list[VarBind]) -> bool:
+    """Append a walk page's varbinds under `root` to `out`; True once the walk is complete.
+
+    Raises SnmpError when the agent goes backwards: a walk must always move forward.
+    """
+    for vb in page:
+        if vb.tag is Tag.END_OF_MIB_VIEW or not vb.oid.startswith(root):
+            return True
+        if vb.oid <= current:
+            raise SnmpError(f"agent returned {vb.oid} after {current}: OIDs not increasing")
+        out.append(vb)
+        current = vb.oid
+    return False

@@ -23,7 +23,7 @@ from collector.snmp.errors import (
     SnmpResponseError,
     SnmpTimeout,
 )
-from collector.snmp.model import Oid, Tag, Value, VarBind
+from collector.snmp.model import Oid, Tag, Value, VarBind, take_page
 from collector.snmp.v3model import AuthProtocol, PrivProtocol, UsmUser, V3Target
 
 __all__ = ["AuthProtocol", "PrivProtocol", "UsmClient", "UsmUser", "V3Target"]
@@ -100,7 +100,7 @@ class UsmClient:
             page = await self._request(target, "bulk", [current])
             if not page:
                 raise SnmpError(f"{target.host}: empty response to a walk request")
-            if _take_page(page, root, current, out):
+            if take_page(page, root, current, out):
                 return out
             current = out[-1].oid
             if len(out) > self._max_walk_varbinds:
@@ -225,15 +225,3 @@ def _value(tag: Tag, value: Any) -> Value:
     if tag is Tag.OBJECT_IDENTIFIER:
         return Oid(tuple(value))
     return int(value)
-
-
-def _take_page(page: list[VarBind], root: Oid, current: Oid, out: list[VarBind]) -> bool:
-    """Append the page's varbinds under `root` to `out`; True once the walk is complete."""
-    for vb in page:
-        if vb.tag is Tag.END_OF_MIB_VIEW or not vb.oid.startswith(root):
-            return True
-        if vb.oid <= current:
-            raise SnmpError(f"agent returned {vb.oid} after {current}: OIDs not increasing")
-        out.append(vb)
-        current = vb.oid
-    return False
