@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -30,7 +30,10 @@ from agent.risk_config import SilenceConfig
 
 RANK = {"viewer": 0, "events": 1, "operator": 2, "admin": 3}
 MAX_BODY = 256 * 1024
-_LABEL = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_SKEW = 86_400.0
+"""An event's own timestamp may differ from ours by at most a day."""
+Text = Annotated[str, Field(max_length=1024)]
 
 
 class Writes(Protocol):
@@ -52,9 +55,9 @@ class Writes(Protocol):
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
-    fields: dict[str, str] = Field(default_factory=dict, max_length=256)
-    timestamp: float | None = None
+    labels: dict[str, Text] = Field(default_factory=dict, max_length=64)
+    fields: dict[str, Text] = Field(default_factory=dict, max_length=256)
+    timestamp: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class SilenceIn(BaseModel):
@@ -111,9 +114,13 @@ def _why(exc: Exception) -> str:
 
 
 def _event(given: EventIn, source: str, now: float) -> Event:
-    bad = [k for k in given.labels if not re.match(_LABEL, k)]
+    # fullmatch: `$` would let "name\n" through, and that breaks the exposition format.
+    bad = [k for k in given.labels if not _LABEL.fullmatch(k) or k.startswith("__")]
     if bad:
-        raise HTTPException(422, f"label names must be identifiers: {', '.join(sorted(bad))}")
+        shown = ", ".join(sorted(repr(k) for k in bad))
+        raise HTTPException(422, f"label names must be identifiers not starting '__': {shown}")
+    if given.timestamp is not None and abs(given.timestamp - now) > MAX_SKEW:
+        raise HTTPException(422, "timestamp: more than a day away from the agent's clock")
     return Event(given.name, make_labels(given.labels), make_labels(given.fields),
                  given.timestamp or now, source)  # fmt: skip
 

@@ -50,6 +50,10 @@ AGENT_METRICS = (
         "opswatch_rule_evaluation_duration_seconds", MetricType.GAUGE, "Last rule evaluation time."
     ),
     MetricMeta("opswatch_series", MetricType.GAUGE, "Series held in memory for window functions."),
+    MetricMeta("opswatch_events_dropped_total", MetricType.COUNTER, "Events dropped: queue full."),
+    MetricMeta(
+        "opswatch_action_errors_total", MetricType.COUNTER, "Alerts whose run/ticket step failed."
+    ),
     MetricMeta(
         "opswatch_state_store_up", MetricType.GAUGE, "1 if the last state store write succeeded."
     ),
@@ -123,6 +127,8 @@ class Agent:
         self.alerts: list[Alert] = []
         self.stored_silences: list[SilenceConfig] = []
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_PENDING_EVENTS)
+        self.events_dropped = 0
+        self.action_errors = 0
         self.counts: tuple[dict[tuple[str, str], int], dict[Any, int]] = ({}, {})
         self.ready = False
         self.stop = asyncio.Event()
@@ -224,10 +230,11 @@ class Agent:
         started = time.monotonic()
         self.series.prune(now)
         happened = list(self.events)
-        self.events.clear()
         cycle = self.pipeline.run(
             self.series, now, self.cycle_state, self.stored_silences, happened
         )
+        for _ in happened:  # only now: a failing cycle keeps its events for the next one
+            self.events.popleft()
         self.cycle_state = cycle.state
         self.alerts = cycle.alerts
         took = time.monotonic() - started
@@ -236,6 +243,8 @@ class Agent:
         self.latest["agent"] = [
             sample("opswatch_rule_evaluation_duration_seconds", took, now),
             sample("opswatch_series", len(self.series), now),
+            sample("opswatch_events_dropped_total", self.events_dropped, now),
+            sample("opswatch_action_errors_total", self.action_errors, now),
             sample("opswatch_state_store_up", 1.0 if await self._act(now) else 0.0, now),
         ]
         self.ready = True
@@ -252,13 +261,14 @@ class Agent:
     def _act_sync(self, alerts: Sequence[Alert], now: float) -> None:
         self.store.save_alerts(alerts, now)
         for alert in alerts:
-            firing = alert.state is AlertState.FIRING
-            if firing and alert.suppressed:
-                continue  # silenced or inhibited: evaluated and exported, no run, no ticket
-            actions = self.actions[alert.rule]
-            run = self.runs.on_alert(alert, actions, now) if firing else None
-            self.desk.on_alert(alert, actions, run, now)
-        for run in self.runs.expire(now):
+            try:
+                self._act_on(alert, now)
+            except Exception as exc:  # one bad alert must not hold up every other one
+                self.action_errors += 1
+                log.error("acting on an alert failed: %s", exc, exc_info=exc,
+                          extra={"rule": alert.rule, "fingerprint": alert.fingerprint})  # fmt: skip
+        cleared = {a.fingerprint for a in alerts if a.state is AlertState.RESOLVED}
+        for run in self.runs.expire(now, cleared):
             self.desk.on_run_update(run, now)
         still = {a.fingerprint for a in alerts if a.state is AlertState.FIRING}
         for run in self.runs.verify(still, now):
@@ -270,6 +280,16 @@ class Agent:
         )
         self.stored_silences = self.store.list_silences(now)
         self._refresh_counts()
+
+    def _act_on(self, alert: Alert, now: float) -> None:
+        firing = alert.state is AlertState.FIRING
+        actions = self.actions.get(alert.rule)
+        if actions is None or (firing and alert.suppressed):
+            # A rule removed from agent.yaml (reconcile resolves its ticket), or a silenced or
+            # inhibited alert: evaluated and exported, but no run and no ticket.
+            return
+        run = self.runs.on_alert(alert, actions, now) if firing else None
+        self.desk.on_alert(alert, actions, run, now)
 
     def _refresh_counts(self) -> None:
         self.counts = (self.store.run_counts(), self.store.open_ticket_counts())
@@ -285,6 +305,8 @@ class Agent:
 
     def on_event(self, event: Event) -> None:
         """Queue an event (a trap, a webhook call) for the next rule cycle; never blocks."""
+        if len(self.events) == self.events.maxlen:
+            self.events_dropped += 1  # a storm: the oldest goes, and the loss is counted
         self.events.append(event)
 
     def publish(self) -> None:

@@ -146,6 +146,15 @@ class RunsMixin(StoreBase):
         where = and_(_RUN.state == RunState.PENDING_APPROVAL.value, _RUN.expires_at <= now)
         return self._transition(where, {"state": RunState.EXPIRED.value}, now, "run.expire")
 
+    def expire_pending(self, fingerprints: set[str], now: float) -> list[RemediationRun]:
+        """pending_approval → expired for runs of alerts that have cleared: nothing to fix."""
+        if not fingerprints:
+            return []
+        where = and_(
+            _RUN.state == RunState.PENDING_APPROVAL.value, _RUN.fingerprint.in_(fingerprints)
+        )
+        return self._transition(where, {"state": RunState.EXPIRED.value}, now, "run.expire")
+
     def claim_run(self, run_id: str, agent: str, now: float) -> RemediationRun | None:
         """approved → running for this agent, atomically; None if another claimer won."""
         where = and_(_RUN.id == run_id, _RUN.agent == agent, _RUN.state == RunState.APPROVED.value)
@@ -217,8 +226,10 @@ class RunsMixin(StoreBase):
         last = conn.execute(query).first()
         who = last._mapping["actor"] if last is not None else "opswatch"
         if run.state is RunState.PENDING_APPROVAL:
-            return (f"run {run_id} can no longer be decided: its approval window closed at "
-                    f"{iso(run.expires_at)}")
+            return (
+                f"run {run_id} can no longer be decided: its approval window closed at "
+                f"{iso(run.expires_at)}"
+            )
         if run.state is RunState.EXPIRED:
             return f"run {run_id} expired at {iso(run.expires_at)} without a decision"
         if run.state is RunState.REJECTED:

@@ -239,8 +239,17 @@ class FamilyTexts:
         return b"".join(t.text for t in texts.values())
 
 
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _alert_labels(alert: Alert) -> dict[str, str]:
-    labels = {k: v for k, v in alert.labels if k not in _RESERVED}
+    # Alert labels can come from webhooks and traps: a name the format cannot carry is dropped
+    # rather than allowed to break the whole scrape.
+    labels = {
+        k: v
+        for k, v in alert.labels
+        if k not in _RESERVED and _LABEL_NAME.fullmatch(k) and not k.startswith("__")
+    }
     labels.update(
         alertname=alert.rule,
         alertstate=alert.state.value,

@@ -29,6 +29,9 @@ Render = Callable[[str, Mapping[str, str], float | None, float | None], str]
 """`agent.rules.render_template`: fills `{label}`, `{value}`, `{threshold}` (never Jinja)."""
 
 AUTO_APPROVER = "policy:auto"
+FINISH_ATTEMPTS = 5
+FINISH_BACKOFF = 0.5
+"""Seconds before the first retry of recording an outcome; doubles each time (~15 s in all)."""
 
 
 def _default_render() -> Render:
@@ -110,18 +113,22 @@ class RunService:
         """Reject a pending run (audit-logged); ConflictError if it was decided or expired."""
         return self.store.reject_run(run_id, actor, reason, now)
 
-    def expire(self, now: float) -> list[RemediationRun]:
-        """Expire runs whose approval window closed."""
-        return self.store.expire_runs(now)
+    def expire(self, now: float, cleared: set[str] | None = None) -> list[RemediationRun]:
+        """Expire runs whose approval window closed, and pending runs of cleared alerts."""
+        expired = self.store.expire_runs(now)
+        return expired + self.store.expire_pending(cleared or set(), now)
 
     def execute_pending(self, now: float) -> list[RemediationRun]:
         """Claim and execute every approved run of this agent, oldest first (blocking)."""
         approved = self.store.list_runs(RunState.APPROVED, limit=1000, agent=self.agent)
         done = []
         for run in reversed(approved):
-            claimed = self.store.claim_run(run.id, self.agent, now)
-            if claimed is not None:
-                done.append(self._execute(claimed))
+            try:
+                claimed = self.store.claim_run(run.id, self.agent, now)
+                if claimed is not None:
+                    done.append(self._execute(claimed))
+            except Exception as exc:  # the others still run; this one is never run twice
+                log.error("run could not be completed: %s", exc, extra={"run": run.id})
         return done
 
     def _execute(self, run: RemediationRun) -> RemediationRun:
@@ -136,7 +143,22 @@ class RunService:
             return self.store.finish_run(run.id, RunState.FAILED, None, text, self.clock())
         state = RunState.SUCCEEDED if result.ok else RunState.FAILED
         log.info("runbook finished", extra={"run": run.id, "state": state.value, "rc": result.rc})
-        return self.store.finish_run(run.id, state, result.rc, result.record(), self.clock())
+        return self._record(run.id, state, result.rc, result.record())
+
+    def _record(self, run_id: str, state: RunState, rc: int | None, output: str) -> RemediationRun:
+        """Write a finished run's outcome, retrying a database blip: the run already happened."""
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                return self.store.finish_run(run_id, state, rc, output, self.clock())
+            except ConflictError:
+                raise
+            except Exception as exc:
+                if attempt == FINISH_ATTEMPTS - 1:
+                    raise
+                log.warning("recording the run's outcome failed, retrying: %s", exc,
+                            extra={"run": run_id})  # fmt: skip
+                time.sleep(FINISH_BACKOFF * 2**attempt)
+        raise AssertionError("unreachable")
 
     def verify(self, active_fingerprints: set[str], now: float) -> list[RemediationRun]:
         """Mark succeeded runs verified (alert cleared) or ineffective (still firing too long)."""

@@ -157,3 +157,18 @@ def test_a_recurring_window_over_http(setup: tuple[TestClient, Writes]) -> None:
     assert stored.recurring[0].time_zone == "America/New_York"
     bad = dict(body, recurring=[{"start": "25:00", "end": "03:00"}])
     assert http.post("/api/v1/silences", json=bad, headers=auth(NOC)).status_code == 422
+
+
+def test_hostile_label_names_and_timestamps_are_refused(setup: tuple[TestClient, Writes]) -> None:
+    http, writes = setup
+    for labels in ({"x\n": "v"}, {"__name__": "evil"}):
+        response = http.post("/api/v1/events", json={"name": "e", "labels": labels},
+                             headers=auth(HOOK))  # fmt: skip
+        assert response.status_code == 422, labels
+    for stamp in ("NaN", "Infinity", "1e20", "-5"):
+        body = b'{"name": "e", "timestamp": ' + stamp.encode() + b"}"
+        response = http.post("/api/v1/events", content=body, headers=auth(HOOK))
+        assert response.status_code == 422, stamp
+    long_value = {"name": "e", "labels": {"host": "x" * 2000}}
+    assert http.post("/api/v1/events", json=long_value, headers=auth(HOOK)).status_code == 422
+    assert writes.events == []

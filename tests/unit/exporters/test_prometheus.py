@@ -325,3 +325,17 @@ def test_a_whole_scrape_equals_the_registry_rendering() -> None:
     )
     exporter.publish(snapshot)
     assert exporter.render() == full_render(snapshot)
+
+
+def test_alert_label_names_the_format_cannot_carry_are_dropped() -> None:
+    import dataclasses
+
+    exporter = MetricsExporter(process_metrics=False)
+    firing = alert(AlertState.FIRING, Level.WARNING)
+    bad = dataclasses.replace(
+        firing, labels=make_labels({"host": "web1", "x\n": "v", "__name__": "evil", "ok_1": "y"})
+    )
+    exporter.publish(Snapshot(alerts=[bad]))
+    ((labels, _),) = parse(exporter.render())["opswatch_alert"]
+    assert "__name__" not in labels and "x\n" not in labels
+    assert labels["ok_1"] == "y"

@@ -188,3 +188,60 @@ def test_after_an_interrupted_run_a_person_decides_even_with_auto_approval(
     assert second is not None
     assert (second.state, second.expires_at) == (RunState.PENDING_APPROVAL, NOW + 20 + 3600)
     assert service.execute_pending(NOW + 21) == [] and executor.executed == []
+
+
+def test_a_pending_run_of_a_cleared_alert_expires(
+    service: RunService, store: Store, make_alert: AlertFactory
+) -> None:
+    run = service.on_alert(make_alert(), CLEAN, NOW)
+    assert run is not None
+    assert service.expire(NOW + 60, cleared={"some-other-fp"}) == []
+    (expired,) = service.expire(NOW + 60, cleared={run.fingerprint})
+    assert expired.id == run.id and expired.state is RunState.EXPIRED
+    with pytest.raises(ConflictError):
+        service.approve(run.id, "alice", NOW + 61)
+
+
+def test_a_failing_run_does_not_stop_the_others(
+    store: Store, tmp_path: Path, make_alert: AlertFactory
+) -> None:
+    class Flaky(FakeExecutor):
+        def run(self, run: RemediationRun, timeout: float | None = None) -> RunbookResult:
+            self.executed.append(run.id)
+            if len(self.executed) == 1:
+                raise RuntimeError("ansible-runner blew up")
+            return RunbookResult(True, 0, "successful", "ok", True, "done")
+
+    flaky = Flaky(tmp_path)
+    service = RunService(store, flaky, CONFIG, "web1", clock=lambda: NOW + 100)
+    auto = CLEAN.model_copy(update={"approval": "auto"})
+    first = service.on_alert(make_alert(fingerprint="a"), auto, NOW)
+    second = service.on_alert(make_alert(fingerprint="b"), auto, NOW)
+    assert first is not None and second is not None
+    done = service.execute_pending(NOW + 1)
+    assert {r.state for r in done} == {RunState.FAILED, RunState.SUCCEEDED}
+    assert len(flaky.executed) == 2
+    assert service.execute_pending(NOW + 2) == [], "nothing runs twice"
+
+
+def test_recording_an_outcome_survives_a_database_blip(
+    store: Store, executor: FakeExecutor, make_alert: AlertFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import remediation.runs as runs_module
+
+    monkeypatch.setattr(runs_module, "FINISH_BACKOFF", 0.0)
+    service = RunService(store, executor, CONFIG, "web1", clock=lambda: NOW + 100)
+    run = service.on_alert(make_alert(), CLEAN.model_copy(update={"approval": "auto"}), NOW)
+    assert run is not None
+    real, calls = store.finish_run, []
+
+    def blip(*args: object) -> RemediationRun:
+        calls.append(args)
+        if len(calls) < 3:
+            raise OSError("database is locked")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "finish_run", blip)
+    (done,) = service.execute_pending(NOW + 1)
+    assert done.state is RunState.SUCCEEDED and len(calls) == 3
+    assert executor.executed == [run.id]
