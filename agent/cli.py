@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -64,6 +65,7 @@ def run(config_path: Path) -> None:
     from agent.runtime import Agent
 
     cfg = load_config(config_path)
+    os.umask(0o077)  # the state file holds run output and tickets: readable by its owner only
     logs.setup(
         cfg.agent.log.level, cfg.agent.log.format, cfg.agent.log.audit_file, cfg.secret_values()
     )
@@ -83,7 +85,6 @@ def collect(config_path: Path, once: bool, as_json: bool) -> None:
     from agent.runtime import collect_once
 
     cfg = load_config(config_path)
-    logs.setup("warning")
     samples = asyncio.run(collect_once(cfg))
     if as_json:
         print_json([{"name": s.name, "labels": dict(s.labels), "value": s.value} for s in samples])

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agent import config as config_mod
+from agent import logs
 from agent.api import to_json
 from agent.errors import ConfigError
 
@@ -43,12 +44,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 def load_config(path: Path) -> config_mod.AgentConfig:
     """Load agent.yaml or exit 1 after listing every problem."""
     try:
-        return config_mod.load(path)
+        cfg = config_mod.load(path)
     except ConfigError as exc:
         err_console.print(f"[bold red]{escape(str(path))}: {len(exc.problems)} problem(s)[/]")
         for problem in exc.problems:
             err_console.print(f"  {escape(str(problem))}")
         sys.exit(1)
+    # Every command logs through the scrubber, so a database error never prints a password.
+    logs.setup("warning", secrets=cfg.secret_values())
+    return cfg
 
 
 def when(ts: float | None) -> str:
@@ -65,6 +69,7 @@ def open_state(cfg: config_mod.AgentConfig) -> Any:
     """The state store of this config, migrated (the CLI works whether or not the agent runs)."""
     from agent.store import Store
 
+    os.umask(0o077)  # if this command creates the state file, only its owner may read it
     store = Store(cfg.database_url)
     store.migrate()
     return store

@@ -73,6 +73,17 @@ class SecretScrubber(logging.Filter):
         return True
 
 
+class ScrubbingFormatter(logging.Formatter):
+    """Scrubs the finished line: tracebacks and nested fields included, not just the message."""
+
+    def __init__(self, inner: logging.Formatter, scrubber: SecretScrubber) -> None:
+        super().__init__()
+        self._inner, self._scrubber = inner, scrubber
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrubber.scrub(self._inner.format(record))
+
+
 SCRUBBER = SecretScrubber()
 
 
@@ -86,7 +97,8 @@ def setup(
     for secret in secrets:
         SCRUBBER.add(secret)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    inner = JsonFormatter() if fmt == "json" else TextFormatter()
+    handler.setFormatter(ScrubbingFormatter(inner, SCRUBBER))
     handler.addFilter(SCRUBBER)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -96,7 +108,7 @@ def setup(
     if audit_file is not None:
         audit_file.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(audit_file)
-        file_handler.setFormatter(JsonFormatter())
+        file_handler.setFormatter(ScrubbingFormatter(JsonFormatter(), SCRUBBER))
         file_handler.addFilter(SCRUBBER)
         audit.addHandler(file_handler)
     for noisy in ("uvicorn.access", "alembic"):

@@ -261,3 +261,5 @@ def test_fault_alert_approval_fix_and_ticket(tmp_path: Path) -> None:
         ]
 
     assert not marker.exists(), "a Jinja expression from a file or directory name was executed"
+    state = tmp_path / "state" / "opswatch.db"
+    assert state.stat().st_mode & 0o077 == 0, "run output and tickets: readable by the owner only"

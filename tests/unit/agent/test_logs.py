@@ -37,3 +37,20 @@ def test_secrets_are_scrubbed_from_message_args_and_fields() -> None:
     text = JsonFormatter().format(rec)
     assert "s3cret-pass" not in text
     assert "postgresql://u:***@db/x" in text
+
+
+def test_tracebacks_and_nested_fields_are_scrubbed_too() -> None:
+    from agent.logs import ScrubbingFormatter
+
+    scrubber = SecretScrubber(["s3cret-pass"])
+    try:
+        raise ConnectionError("login failed for postgresql://u:s3cret-pass@db")
+    except ConnectionError:
+        import sys
+
+        rec = record("store down", detail={"url": "postgresql://u:s3cret-pass@db"})
+        rec.exc_info = sys.exc_info()
+    for inner in (JsonFormatter(), TextFormatter()):
+        text = ScrubbingFormatter(inner, scrubber).format(rec)
+        assert "s3cret-pass" not in text
+        assert "ConnectionError" in text
