@@ -98,8 +98,13 @@ def interface_indicators(
 ) -> list[Sample]:
     """Utilisation, byte, error and discard rates per interface from if_mib samples."""
     rows: dict[str, dict[str, Sample]] = defaultdict(dict)
+    # The numeric metrics of a row share one label tuple (profiles.render): find its ifIndex
+    # once per tuple rather than scanning the labels of each of ~2,000 samples.
+    index_of: dict[Labels, str] = {}
     for s in samples:
-        index = s.label("ifIndex")
+        index = index_of.get(s.labels)
+        if index is None:
+            index = index_of[s.labels] = s.label("ifIndex")
         if index:
             rows[index][s.name] = s
     out: list[Sample] = []
@@ -112,10 +117,12 @@ def _row_indicators(
     state: CounterState, target: str, row: Mapping[str, Sample], now: float
 ) -> list[Sample]:
     # Labels of a numeric column: target, ifIndex and lookups (text columns add their own label).
-    numeric = [s for s in row.values() if not s.label(s.name) and not s.name.endswith("_info")]
-    if not numeric:
+    # Only the first is needed, and it is nearly always the row's first sample (ifIndex).
+    numeric = (s for s in row.values() if not s.label(s.name) and not s.name.endswith("_info"))
+    first = next(numeric, None)
+    if first is None:
         return []
-    labels = numeric[0].labels
+    labels = first.labels
     out: list[Sample] = []
     speed = _speed_bps(row)
     for direction, hc, low in _OCTETS:

@@ -156,6 +156,25 @@ class Table:
     def __init__(self, varbinds: Iterable[VarBind]) -> None:
         self.by_oid = {vb.oid: vb for vb in varbinds if not vb.is_exception}
         self._keys = sorted(self.by_oid)
+        self._columns: dict[int, dict[tuple[int, ...], list[Oid]]] = {}
+
+    def rows(self, column: Oid, width: int) -> Iterator[tuple[tuple[int, ...], VarBind]]:
+        """(index, varbind) of each row of a table column, in OID order; indexes `width` long.
+
+        The same as walking `under(column)`, but every OID is bucketed by its first
+        `len(column)` sub-identifiers once per table, so each of the ~40 columns of a switch
+        costs a dict lookup, not a bisect and a prefix test per row.
+        """
+        depth = len(column)
+        buckets = self._columns.get(depth)
+        if buckets is None:
+            buckets = self._columns[depth] = {}
+            for key in self._keys:
+                if len(key) > depth:
+                    buckets.setdefault(key[:depth], []).append(key)
+        for key in buckets.get(column, ()):
+            if len(key) - depth == width:  # other shapes are not this table: ignore them
+                yield key[depth:], self.by_oid[key]
 
     def under(self, prefix: Oid) -> Iterator[VarBind]:
         """Varbinds strictly below `prefix`, in OID order."""
@@ -166,43 +185,47 @@ class Table:
             yield self.by_oid[key]
 
 
-_RowKey = tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]
-"""A row's labels depend on the lookups and index names a metric uses and on the index."""
+_RowKey = tuple[tuple[str, ...], tuple[str, ...]]
+"""A row's labels depend on the lookups and index names a metric uses, and on the index."""
+_Row = tuple[dict[str, str], Labels]
 
 
 def render(profile: Profile, table: Table, now: float, base: Mapping[str, str]) -> list[Sample]:
     """Turn fetched varbinds into samples named and labelled as snmp_exporter does."""
     out: list[Sample] = []
+    append = out.append
     base_labels = dict(base)
     # A row's labels (target, ifIndex, ifName, ifDescr, ifAlias) are the same for each of its
     # ~40 metrics: look them up and sort them once per row, and hand every numeric metric of
     # the row the same tuple (the exporter then formats that tuple once, too).
-    rows_seen: dict[_RowKey, tuple[dict[str, str], Labels]] = {}
+    rows_seen: dict[_RowKey, dict[tuple[int, ...], _Row]] = {}
     for metric in profile.metrics:
         column = _parsed(metric.oid)
         if not metric.indexes:
             vb = table.by_oid.get(Oid((*column, 0)))
             rows: Iterable[tuple[tuple[int, ...], VarBind]] = [((), vb)] if vb else []
         else:
-            rows = _rows(table, column, len(metric.indexes))
+            rows = table.rows(column, len(metric.indexes))
         names, indexes = tuple(metric.lookups), tuple(metric.indexes)
+        seen = rows_seen.setdefault((names, indexes), {})
+        # The common case, an integer column with no sensor scaling, is written inline: two
+        # thirds of a switch's samples, where a call per sample was a fifth of the render.
+        plain = metric.type in ("gauge", "counter") and metric.sensor_scale is None
+        name, scale = metric.name, metric.scale
         for index, vb in rows:
-            row = rows_seen.get((names, indexes, index))
+            row = seen.get(index)
             if row is None:
                 labels = base_labels | dict(zip(indexes, map(str, index), strict=True))
                 labels |= _lookups(profile, names, table, index)
-                row = rows_seen[(names, indexes, index)] = (labels, make_labels(labels))
+                row = seen[index] = (labels, make_labels(labels))
+            raw = vb.value
+            if plain and type(raw) is int and vb.tag is not Tag.OBJECT_IDENTIFIER:
+                append(Sample(name, row[1], float(raw) * scale, now))
+                continue
             sample = _sample(metric, vb, index, table, row, now)
             if sample is not None:
-                out.append(sample)
+                append(sample)
     return out
-
-
-def _rows(table: Table, column: Oid, width: int) -> Iterator[tuple[tuple[int, ...], VarBind]]:
-    for vb in table.under(column):
-        index = tuple(vb.oid[len(column) :])
-        if len(index) == width:  # other shapes are not this profile's table: ignore them
-            yield index, vb
 
 
 @functools.lru_cache(maxsize=4096)
@@ -236,14 +259,22 @@ def _sample(
     vb: VarBind,
     index: tuple[int, ...],
     table: Table,
-    row: tuple[dict[str, str], Labels],
+    row: _Row,
     now: float,
 ) -> Sample | None:
     if metric.type in ("gauge", "counter"):
-        value = number(vb)
-        if value is None:
-            return None
-        value *= metric.scale * _sensor_factor(metric.sensor_scale, table, index)
+        raw = vb.value
+        # Integers are nearly every value of a poll: skip number()'s general checks for them.
+        if type(raw) is int and vb.tag is not Tag.OBJECT_IDENTIFIER:
+            value = float(raw)
+        else:
+            found = number(vb)
+            if found is None:
+                return None
+            value = found
+        value *= metric.scale
+        if metric.sensor_scale is not None:
+            value *= _sensor_factor(metric.sensor_scale, table, index)
         return Sample(metric.name, row[1], value, now)
     labels = dict(row[0])  # a text or enum column adds its own label to the row's
     if metric.type == "EnumAsInfo":
