@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Iterable, Sequence
+import hmac
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
@@ -14,11 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agent.config import ApiToken
 from agent.model import RemediationRun, RunState, Ticket, TicketState
 from agent.series import Series, SeriesView
 from exporters.prometheus import CONTENT_TYPE, MetricsExporter
 
 E = TypeVar("E", bound=enum.Enum)
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class StateReader(Protocol):
@@ -73,7 +77,7 @@ def _enum_param(request: Request, name: str, kind: type[E]) -> E | None:
 
 def _int_param(request: Request, name: str, default: int, most: int) -> int:
     raw = request.query_params.get(name, str(default))
-    if not raw.isdigit():
+    if not re.fullmatch(r"[0-9]{1,9}", raw):  # isdigit() also accepts "²"
         raise HTTPException(400, f"{name} must be a whole number")
     return min(int(raw), most)
 
@@ -82,7 +86,26 @@ def _text(body: str, status: int = 200) -> PlainTextResponse:
     return PlainTextResponse(body, status_code=status)
 
 
-MAX_HISTORY_POINTS = 2_000_000
+RANK = {"viewer": 0, "events": 1, "operator": 2, "admin": 3}
+MAX_HISTORY_POINTS = 200_000
+MAX_HISTORY_NAMES = 50
+
+
+def authenticate(request: Request, tokens: Sequence[ApiToken], role: str) -> ApiToken:
+    """The token of this request if it may act as `role`; 401 or 403 otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    found = None
+    for token in tokens:  # compare with every token in constant time: no timing oracle
+        secret = token.token.get_secret_value() if token.token else ""
+        matched = hmac.compare_digest(secret.encode(), given.strip().encode())
+        if matched and scheme.lower() == "bearer":
+            found = token
+    if found is None:
+        raise HTTPException(401, "a valid bearer token is required")
+    if RANK[found.role] < RANK[role]:
+        raise HTTPException(403, f"token '{found.name}' has role {found.role}; this needs {role}")
+    return found
 
 
 def history_json(series: Iterable[Series], limit: int = MAX_HISTORY_POINTS) -> list[dict[str, Any]]:
@@ -103,6 +126,7 @@ def create_app(
     ready: Callable[[], bool],
     writes: Sequence[BaseRoute] = (),
     series: SeriesView | None = None,
+    tokens: Sequence[ApiToken] = (),
 ) -> Starlette:
     """The ASGI application; `ready` says whether start-up (migrations, first cycle) is done."""
 
@@ -139,6 +163,8 @@ def create_app(
         return JSONResponse([to_json(t) for t in found])
 
     async def ticket(request: Request) -> Response:
+        if request.path_params["ticket_id"] >= 2**62:  # larger than any id a database holds
+            raise HTTPException(404, f"no ticket {request.path_params['ticket_id']}")
         found = await run_in_threadpool(store.get_ticket, request.path_params["ticket_id"])
         if found is None:
             raise HTTPException(404, f"no ticket {request.path_params['ticket_id']}")
@@ -146,8 +172,8 @@ def create_app(
 
     async def history(request: Request) -> Response:
         names = [n for n in request.query_params.get("names", "").split(",") if n]
-        if not names:
-            raise HTTPException(400, "names=metric[,metric...] is required")
+        if not names or len(names) > MAX_HISTORY_NAMES:
+            raise HTTPException(400, f"names=metric[,metric...] (1 to {MAX_HISTORY_NAMES})")
         if series is None:
             raise HTTPException(404, "this process keeps no history")
         return JSONResponse(history_json(s for n in names for s in series.select(n, ())))
@@ -156,16 +182,26 @@ def create_app(
         assert isinstance(exc, HTTPException)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
+    def viewer(handler: Handler) -> Handler:
+        """With tokens configured, reading the JSON API needs at least the viewer role."""
+
+        async def guarded(request: Request) -> Response:
+            if tokens:
+                authenticate(request, tokens, "viewer")
+            return await handler(request)
+
+        return guarded
+
     routes = [
         Route("/metrics", metrics),
         Route("/-/healthy", healthy),
         Route("/-/ready", is_ready),
-        Route("/api/v1/alerts", alerts),
-        Route("/api/v1/runs", runs),
-        Route("/api/v1/runs/{run_id}", run),
-        Route("/api/v1/tickets", tickets),
-        Route("/api/v1/tickets/{ticket_id:int}", ticket),
-        Route("/api/v1/history", history),
+        Route("/api/v1/alerts", viewer(alerts)),
+        Route("/api/v1/runs", viewer(runs)),
+        Route("/api/v1/runs/{run_id}", viewer(run)),
+        Route("/api/v1/tickets", viewer(tickets)),
+        Route("/api/v1/tickets/{ticket_id:int}", viewer(ticket)),
+        Route("/api/v1/history", viewer(history)),
         *writes,
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

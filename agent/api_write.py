@@ -7,7 +7,6 @@ A token whose role is too small: 403. Bodies are validated; label values are dat
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import time
@@ -22,13 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.api import to_json
+from agent.api import authenticate, to_json
 from agent.config import ApiToken, parse_duration
-from agent.errors import ConflictError, StoreError
+from agent.errors import ConflictError, NotFoundError, StoreError
 from agent.model import Event, RemediationRun, make_labels
 from agent.risk_config import SilenceConfig
 
-RANK = {"viewer": 0, "events": 1, "operator": 2, "admin": 3}
 MAX_BODY = 256 * 1024
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_SKEW = 86_400.0
@@ -75,23 +73,6 @@ class SilenceIn(BaseModel):
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(default=None, max_length=1024)
-
-
-def authenticate(request: Request, tokens: Sequence[ApiToken], role: str) -> ApiToken:
-    """The token of this request if it may act as `role`; 401 or 403 otherwise."""
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    found = None
-    for token in tokens:  # compare with every token in constant time: no timing oracle
-        secret = token.token.get_secret_value() if token.token else ""
-        matched = hmac.compare_digest(secret.encode(), given.strip().encode())
-        if matched and scheme.lower() == "bearer":
-            found = token
-    if found is None:
-        raise HTTPException(401, "a valid bearer token is required")
-    if RANK[found.role] < RANK[role]:
-        raise HTTPException(403, f"token '{found.name}' has role {found.role}; this needs {role}")
-    return found
 
 
 async def _body(request: Request, model: type[Any]) -> Any:
@@ -167,11 +148,15 @@ def write_routes(
         silence_id = request.path_params["silence_id"]
         try:
             done = await run_in_threadpool(writes.expire_silence, silence_id, token.name, clock())
-        except StoreError as exc:
+        except NotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
+        except StoreError:
+            raise HTTPException(503, "the state store is unavailable; try again") from None
         return JSONResponse(done.model_dump(mode="json"))
 
     async def get_silences(request: Request) -> Response:
+        if tokens:
+            authenticate(request, tokens, "viewer")
         found = await run_in_threadpool(writes.list_silences, clock())
         return JSONResponse([s.model_dump(mode="json") for s in found])
 
@@ -191,8 +176,10 @@ def write_routes(
                 run = await run_in_threadpool(writes.reject, run_id, token.name, reason, clock())
         except ConflictError as exc:
             raise HTTPException(409, str(exc)) from None
-        except StoreError as exc:
+        except NotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
+        except StoreError:
+            raise HTTPException(503, "the state store is unavailable; try again") from None
         return JSONResponse(to_json(run))
 
     return [

@@ -5,6 +5,7 @@
     ├── ExpressionError        an indicator expression does not parse or type-check
     ├── CollectorError         a collector could not read its source
     ├── StoreError             the state store refused or lost a write
+    │   ├── NotFoundError      no run, ticket or silence with that id
     │   └── ConflictError      a state transition lost a race (approved twice, claimed twice)
     ├── RemediationError       a runbook or device command could not be started or failed
     └── TicketError            a service desk refused or could not be reached
@@ -57,6 +58,10 @@ class StoreError(OpsWatchError):
 
 
 class ConflictError(StoreError):
+    pass
+
+
+class NotFoundError(StoreError):
     pass
 
 

@@ -188,7 +188,9 @@ class Agent:
     def _server(self) -> _Server:
         api = self.config.api
         writes = write_routes(api.tokens, _Writes(self), api.max_events_per_request, self.clock)
-        app = create_app(self.exporter, self.store, lambda: self.ready, writes, self.series)
+        app = create_app(
+            self.exporter, self.store, lambda: self.ready, writes, self.series, api.tokens
+        )
         cfg = self.config.agent
         return _Server(
             uvicorn.Config(

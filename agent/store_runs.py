@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent import store_tables as t
-from agent.errors import ConflictError, StoreError
+from agent.errors import ConflictError, NotFoundError, StoreError
 from agent.model import RemediationRun, RunState
 from agent.store_base import AuditEntry, StoreBase
 
@@ -220,7 +220,7 @@ class RunsMixin(StoreBase):
     def _conflict_message(self, conn: Connection, run_id: str, now: float) -> str:
         run = self._find_run(conn, run_id)
         if run is None:
-            raise StoreError(f"no run {run_id}")
+            raise NotFoundError(f"no run {run_id}")
         ap = t.approvals.c
         query = select(t.approvals).where(ap.run_id == run_id).order_by(ap.id.desc())
         last = conn.execute(query).first()
@@ -267,7 +267,7 @@ class RunsMixin(StoreBase):
         with self._tx() as conn:
             run = self._find_run(conn, run_id)
         if run is None:
-            raise StoreError(f"no run {run_id}")
+            raise NotFoundError(f"no run {run_id}")
         raise ConflictError(f"run {run_id} is {run.state.value}; it cannot become {wanted}")
 
     def _find_run(self, conn: Connection, run_id: str) -> RemediationRun | None:

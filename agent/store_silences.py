@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, select, update
 
 from agent import store_tables as t
-from agent.errors import StoreError
+from agent.errors import NotFoundError
 from agent.risk_config import SilenceConfig, format_matcher
 from agent.store_base import AuditEntry, StoreBase
 
@@ -46,10 +46,9 @@ class SilencesMixin(StoreBase):
         with self._tx() as conn:
             conn.execute(delete(t.silences).where(t.silences.c.id == silence.id))
             conn.execute(insert(t.silences).values(**values))
-            self._audit_row(
-                conn,
-                AuditEntry(now, silence.author, "silence.add", f"silence/{silence.id}", detail),
-            )
+            entry = AuditEntry(now, silence.author, "silence.add", f"silence/{silence.id}", detail)
+            self._audit_row(conn, entry)
+        self._log_audit(entry)
         return _silence(self._one_silence(silence.id))
 
     def list_silences(self, now: float | None = None) -> list[SilenceConfig]:
@@ -66,18 +65,18 @@ class SilencesMixin(StoreBase):
             live = t.silences.c.id == silence_id, t.silences.c.ends_at > now
             starts = conn.execute(select(t.silences.c.starts_at).where(*live)).scalar()
             if starts is None:
-                raise StoreError(f"no active silence {silence_id}")
+                raise NotFoundError(f"no active silence {silence_id}")
             # A silence ended the instant it began still needs ends_at after starts_at.
             conn.execute(update(t.silences).where(*live).values(
                 ends_at=now, starts_at=min(starts, now - 0.001)))  # fmt: skip
-            self._audit_row(
-                conn, AuditEntry(now, actor, "silence.expire", f"silence/{silence_id}", {})
-            )
+            entry = AuditEntry(now, actor, "silence.expire", f"silence/{silence_id}", {})
+            self._audit_row(conn, entry)
+        self._log_audit(entry)
         return _silence(self._one_silence(silence_id))
 
     def _one_silence(self, silence_id: str) -> Row[Any]:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.silences).where(t.silences.c.id == silence_id)).first()
         if row is None:
-            raise StoreError(f"no silence {silence_id}")
+            raise NotFoundError(f"no silence {silence_id}")
         return row

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent import store_tables as t
-from agent.errors import ConflictError, StoreError
+from agent.errors import ConflictError, NotFoundError
 from agent.model import Level, Priority, Ticket, TicketEvent, TicketState
 from agent.store_base import StoreBase
 
@@ -144,7 +144,7 @@ class TicketsMixin(StoreBase):
             stmt = update(t.tickets).where(where).values(**values).returning(_TK.id)
             if conn.execute(stmt).first() is None:
                 if self._find_ticket(conn, ticket_id) is None:
-                    raise StoreError(f"no ticket #{ticket_id}")
+                    raise NotFoundError(f"no ticket #{ticket_id}")
                 return None
             self._event(conn, ticket_id, kind, text, now)
             return self._load_ticket(conn, ticket_id)
@@ -170,7 +170,7 @@ class TicketsMixin(StoreBase):
     def _load_ticket(self, conn: Connection, ticket_id: int) -> Ticket:
         ticket = self._find_ticket(conn, ticket_id)
         if ticket is None:
-            raise StoreError(f"no ticket #{ticket_id}")
+            raise NotFoundError(f"no ticket #{ticket_id}")
         return ticket
 
 

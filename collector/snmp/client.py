@@ -74,7 +74,7 @@ class _Pending:
     future: asyncio.Future[Pdu]
     addr: tuple[str, int]
     version: Version
-    community: bytes
+    community: bytes = field(repr=False)  # a secret
 
 
 class _Protocol(asyncio.DatagramProtocol):

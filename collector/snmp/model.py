@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from collector.snmp.errors import SnmpError, SnmpValueError
@@ -123,7 +123,7 @@ class Message:
     """A community-based (v1 or v2c) SNMP message."""
 
     version: Version
-    community: bytes
+    community: bytes = field(repr=False)  # a secret
     pdu: Pdu | TrapV1Pdu
 
 

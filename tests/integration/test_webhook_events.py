@@ -56,7 +56,8 @@ def test_a_failed_backup_event_opens_a_ticket_and_a_success_resolves_it(tmp_path
         assert httpx.post(url, json=failed, headers=headers, timeout=5).status_code == 202
         (ticket,) = wait_for("a P1 ticket", lambda: tickets(config))
         assert ticket["priority"] == "P1" and "BackupFailed" in ticket["title"]
-        alerts = agent.get("/api/v1/alerts").json()
+        assert agent.get("/api/v1/alerts").status_code == 401, "reads need a token once any exists"
+        alerts = httpx.get(f"{agent.url}/api/v1/alerts", headers=headers, timeout=5).json()
         assert [(a["rule"], a["labels"]["job"]) for a in alerts] == [("BackupFailed", "db-nightly")]
         ok = {"name": "backup_ok", "labels": {"job": "db-nightly"}}
         assert httpx.post(url, json=ok, headers=headers, timeout=5).status_code == 202

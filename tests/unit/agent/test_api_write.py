@@ -105,7 +105,8 @@ def test_silences_are_authored_by_the_token(setup: tuple[TestClient, Writes]) ->
     assert made.status_code == 201
     silence = made.json()
     assert silence["author"] == "noc"
-    listed = http.get("/api/v1/silences").json()
+    assert http.get("/api/v1/silences").status_code == 401
+    listed = http.get("/api/v1/silences", headers=auth(NOC)).json()
     assert [s["id"] for s in listed] == [silence["id"]]
     assert http.delete(f"/api/v1/silences/{silence['id']}").status_code == 401
     gone = http.delete(f"/api/v1/silences/{silence['id']}", headers=auth(NOC))
@@ -172,3 +173,16 @@ def test_hostile_label_names_and_timestamps_are_refused(setup: tuple[TestClient,
     long_value = {"name": "e", "labels": {"host": "x" * 2000}}
     assert http.post("/api/v1/events", json=long_value, headers=auth(HOOK)).status_code == 422
     assert writes.events == []
+
+
+def test_with_tokens_configured_reading_needs_a_token(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'opswatch.db'}", agent="web1")
+    store.migrate()
+    tokens = [ApiToken.model_validate({"name": "grafana", "role": "viewer", "token": NOC})]
+    app = create_app(MetricsExporter(process_metrics=False), store, lambda: True, (), None, tokens)
+    http = TestClient(app)
+    assert http.get("/api/v1/runs").status_code == 401
+    assert http.get("/api/v1/runs", headers=auth(NOC)).status_code == 200
+    assert http.get("/metrics").status_code == 200, "Prometheus scrapes without a token"
+    assert http.get("/api/v1/tickets/" + "9" * 30, headers=auth(NOC)).status_code == 404
+    assert http.get("/api/v1/runs?limit=²", headers=auth(NOC)).status_code == 400
