@@ -26,6 +26,7 @@ from agent.cli_common import (
     load_config,
     open_state,
     print_json,
+    printable,
     when,
 )
 from agent.cli_rules import rules_group, silences_group
@@ -171,8 +172,8 @@ def runs_show(config_path: Path, run_id: str, as_json: bool) -> None:
     console.print(_run_table([found]))
     click.echo(f"variables: {json.dumps(dict(found.variables))}")
     if found.reason:
-        click.echo(f"reason: {found.reason}")
-    click.echo(f"rc: {found.rc}\n--- output ---\n{found.output}")
+        click.echo(f"reason: {printable(found.reason)}")
+    click.echo(f"rc: {found.rc}\n--- output ---\n{printable(found.output)}")
 
 
 def _decide(config_path: Path, run_id: str, actor: str, reason: str | None) -> RemediationRun:
@@ -259,11 +260,11 @@ def tickets_show(config_path: Path, ticket_id: int, as_json: bool) -> None:
         print_json(found)
         return
     console.print(_ticket_table([found]))
-    click.echo(found.body)
+    click.echo(printable(found.body))
     if found.resolution:
-        click.echo(f"resolution: {found.resolution}")
+        click.echo(f"resolution: {printable(found.resolution)}")
     for event in found.history:
-        click.echo(f"{when(event.at)} {event.kind}: {event.text}")
+        click.echo(f"{when(event.at)} {event.kind}: {printable(event.text)}")
 
 
 main.add_command(rules_group)

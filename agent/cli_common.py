@@ -77,3 +77,8 @@ def open_state(cfg: config_mod.AgentConfig) -> Any:
 
 def actor_name(name: str | None) -> str:
     return name or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+
+
+def printable(text: str) -> str:
+    """Stored text for a terminal: lines kept, other control characters (ESC...) escaped."""
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)

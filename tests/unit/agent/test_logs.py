@@ -54,3 +54,10 @@ def test_tracebacks_and_nested_fields_are_scrubbed_too() -> None:
         text = ScrubbingFormatter(inner, scrubber).format(rec)
         assert "s3cret-pass" not in text
         assert "ConnectionError" in text
+
+
+def test_stored_text_reaches_a_terminal_without_escape_sequences() -> None:
+    from agent.cli_common import printable
+
+    hostile = "line one\n\x1b]0;pwned\x07\x1b[2Jline two\tend"
+    assert printable(hostile) == "line one\n\\x1b]0;pwned\\x07\\x1b[2Jline two\tend"
