@@ -339,3 +339,14 @@ def test_alert_label_names_the_format_cannot_carry_are_dropped() -> None:
     ((labels, _),) = parse(exporter.render())["opswatch_alert"]
     assert "__name__" not in labels and "x\n" not in labels
     assert labels["ok_1"] == "y"
+
+
+def test_the_page_in_parts_joins_to_the_page() -> None:
+    exporter = MetricsExporter(process_metrics=False)
+    exporter.publish(Snapshot([sample("node_load1", 1.0, 1.0), sample("x", 2.0, 1.0)], META))
+    parts = exporter.render_parts()
+    assert len(parts) == 3  # two sample families and the agent's own
+    assert b"".join(parts) == exporter.render()
+    exporter.publish(Snapshot([sample("node_load1", 3.0, 1.0)], META))
+    assert b"".join(exporter.render_parts()) == exporter.render()
+    assert b"node_load1 3.0" in exporter.render()
