@@ -518,13 +518,26 @@ class Agent:
         return AgentView(body, time.monotonic() - started)
 
     def scrape_before_next_round(self, after: float) -> AgentView:
-        """Scrape at 70% of an interval after a round's start: that round is done by then."""
+        """Scrape at 70% of an interval after a round's start: that round is done by then.
+
+        On shared cores a round can run past 70%; the scrape then still shows the previous
+        round and the run's poll count would be void. So, until a newer round shows (at most
+        another half interval), scrape again every 0.1 s: cheap, since an unchanged snapshot's
+        page is cached, and each round is still rendered once.
+        """
         view = self.scrape()
         phase = view.round_at % self.interval
         at = after - (after - phase) % self.interval + 0.7 * self.interval
         at += self.interval if at < after else 0.0
         time.sleep(max(0.0, at - time.time()))
-        return self.scrape()
+        view = self.scrape()
+        start = at - 0.7 * self.interval  # of the round this scrape is for
+        for _ in range(int(5 * self.interval)):
+            if view.round_at >= start - 0.25 * self.interval:
+                break
+            time.sleep(0.1)
+            view = self.scrape()
+        return view
 
     def close(self) -> None:
         self.http.close()
