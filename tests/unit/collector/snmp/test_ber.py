@@ -160,8 +160,8 @@ def from_asn1(data: bytes) -> Message:
     kind = next(
         k for k, cls in (V1_PDUS if version == 0 else V2_PDUS).items() if cls.tagSet == pdu.tagSet
     )
-    fields = [int(pdu[i]) for i in range(3)]
-    return Message(Version(version), community, Pdu(kind, *fields, varbinds))
+    request_id, status, index = (int(pdu[i]) for i in range(3))  # named: Pdu is a dataclass
+    return Message(Version(version), community, Pdu(kind, request_id, status, index, varbinds))
 
 
 # ------------------------------------------------------------------ strategies
