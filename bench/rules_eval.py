@@ -15,8 +15,8 @@ about 1% of elements alert and go pending, then firing. Each cell runs in its ow
 first cycle really is cold. Time is CPU time of this process (`time.process_time`), median over
 the steady cycles; between cycles every series gets its next point (not timed).
 
-    /tmp/venv/bin/python bench/rules_eval.py                    # the grid
-    /tmp/venv/bin/python bench/rules_eval.py --series 100000 --rules 200 --hot 0   # one cell
+    .venv/bin/python bench/rules_eval.py                    # the grid
+    .venv/bin/python bench/rules_eval.py --series 100000 --rules 200 --hot 0   # one cell
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ pysnmp's v2c Message spec, as pysnmp does; its figure leaves out turning pyasn1 
 Python values, which only adds to it. Ours is shown cold (OID cache emptied every round) and
 warm (steady polling of the same devices). Best of --rounds, to keep scheduler noise out.
 
-    /tmp/venv/bin/python bench/snmp_codec.py
+    .venv/bin/python bench/snmp_codec.py
 """
 
 from __future__ import annotations

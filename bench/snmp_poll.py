@@ -12,8 +12,8 @@ ifXTable (GetBulk, max-repetitions 25); snmp_exporter's module is generated from
 client process (user+system from /proc) per device poll, devices polled per second, peak RSS
 (VmHWM); snmpd's CPU per poll is shown too, as a check that every client asked for the same work.
 
-    /tmp/venv/bin/python bench/snmp_poll.py             # about 3 minutes; root, ip netns
-    /tmp/venv/bin/python bench/snmp_poll.py --devices 200 --seconds 60 --rounds 5
+    .venv/bin/python bench/snmp_poll.py             # about 3 minutes; root, ip netns
+    .venv/bin/python bench/snmp_poll.py --devices 200 --seconds 60 --rounds 5
 """
 
 from __future__ import annotations
