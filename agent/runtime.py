@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from collector.snmp.traps import TrapReceiver
 
 log = logging.getLogger(__name__)
+REMEDIATION_POLL = 5.0
+"""Seconds between looks for approved runs (an approval may come from another process)."""
 MAX_PENDING_EVENTS = 10_000
 """Events queued between two rule cycles; a trap storm beyond this drops the oldest."""
 
@@ -146,7 +148,7 @@ class Agent:
         tasks = [asyncio.create_task(self._collect_loop(r)) for r in self.runners]
         tasks += [
             asyncio.create_task(self._evaluate_loop()),
-            asyncio.create_task(every(1.0, self.remediate_once, self.stop)),
+            asyncio.create_task(every(REMEDIATION_POLL, self.remediate_once, self.stop)),
             asyncio.create_task(server.serve()),
         ]
         log.info(
