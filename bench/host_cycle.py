@@ -26,19 +26,10 @@ import httpx
 import psutil
 import yaml
 
+from agent.config import CollectorsSection
+
 REPO = Path(__file__).resolve().parents[1]
-COLLECTORS = [
-    "cpu",
-    "loadavg",
-    "memory",
-    "filesystem",
-    "diskstats",
-    "netdev",
-    "boot",
-    "hwmon",
-    "processes",
-    "paths",
-]
+COLLECTORS = list(CollectorsSection.model_fields)
 
 
 def free_port() -> int:

@@ -39,6 +39,8 @@ import httpx
 import psutil
 import yaml
 
+from agent.config import CollectorsSection
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -424,18 +426,7 @@ def agent_config(home: Path, devices: int, interval: float, concurrency: int, ve
             "priv_protocol": "aes",
             "priv_key": V3["priv"],
         }
-    collectors = (
-        "cpu",
-        "loadavg",
-        "memory",
-        "filesystem",
-        "diskstats",
-        "netdev",
-        "boot",
-        "hwmon",
-        "processes",
-        "paths",
-    )
+    collectors = tuple(CollectorsSection.model_fields)
     config = {
         "agent": {"state_dir": str(home / "state"), "listen": AGENT, "log": {"level": "error"}},
         "collectors": {name: {"enabled": False} for name in collectors},

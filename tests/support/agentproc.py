@@ -18,6 +18,8 @@ import httpx
 import psutil
 import yaml
 
+from agent.config import CollectorsSection
+
 BIN = Path(sys.executable).parent
 OPSWATCH = str(BIN / "opswatch")
 T = TypeVar("T")
@@ -157,16 +159,5 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
 def only_collectors(*enabled: str, interval: str = "1s") -> dict[str, Any]:
     """A collectors section with every collector off except `enabled`, all at `interval`."""
-    names = [
-        "cpu",
-        "loadavg",
-        "memory",
-        "filesystem",
-        "diskstats",
-        "netdev",
-        "boot",
-        "hwmon",
-        "processes",
-        "paths",
-    ]
+    names = list(CollectorsSection.model_fields)
     return {n: {"enabled": n in enabled, "interval": interval} for n in names}
