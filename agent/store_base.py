@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from agent.errors import StoreError
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("opswatch.audit")
 
+WAL_ATTEMPTS = 600
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -47,12 +50,26 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _wal(cursor: Any) -> None:
+    """Switch to WAL; SQLite answers BUSY at once, without its busy handler, while another
+    process opens the same new file, so retry (bounded: about the busy timeout)."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # Take transaction control away from pysqlite so that "begin" below decides how to BEGIN.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    _wal(cursor)
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
@@ -130,8 +147,15 @@ class StoreBase:
             entry.action,
             entry.object,
             detail,
-            extra={"audit": {"at": entry.at, "actor": entry.actor, "action": entry.action,
-                             "object": entry.object, "detail": dict(entry.detail)}},
+            extra={
+                "audit": {
+                    "at": entry.at,
+                    "actor": entry.actor,
+                    "action": entry.action,
+                    "object": entry.object,
+                    "detail": dict(entry.detail),
+                }
+            },
         )
 
     def audit(
