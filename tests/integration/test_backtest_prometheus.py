@@ -26,6 +26,7 @@ from support.agentproc import (
     free_port,
     only_collectors,
     running_agent,
+    stop_process,
     wait_for,
     write_config,
 )
@@ -79,12 +80,7 @@ def running_prometheus(tmp_path: Path, target: str) -> Iterator[str]:
         wait_for("Prometheus to be ready", lambda: _ready(url, proc), timeout=60)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, grace=20)
         log.close()
 
 

@@ -25,6 +25,16 @@ OPSWATCH = str(BIN / "opswatch")
 T = TypeVar("T")
 
 
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM a process this test started, by its pid; SIGKILL it if it has not gone in `grace`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

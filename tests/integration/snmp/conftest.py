@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.agentproc import stop_process
 
 COMMUNITY = "ow-test-community"
 SYS_DESCR = "OpsWatch integration snmpd"
@@ -88,12 +89,7 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
         _wait_until_answering(server, proc, log)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def _wait_until_answering(server: Snmpd, proc: subprocess.Popen[bytes], log: Path) -> None:

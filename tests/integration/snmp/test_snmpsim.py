@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import snmpsim_data
 from integration.snmp.conftest import free_udp_port
+from support.agentproc import stop_process
 
 from agent.model import Sample
 from collector.snmp.poller import PollTarget, SnmpPoller
@@ -93,12 +94,7 @@ def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpsim]:
         _wait(sim, proc, home / "log")
         yield sim
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def _wait(sim: Snmpsim, proc: subprocess.Popen[bytes], log: Path) -> None:
