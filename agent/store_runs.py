@@ -147,12 +147,15 @@ class RunsMixin(StoreBase):
         return self._transition(where, {"state": RunState.EXPIRED.value}, now, "run.expire")
 
     def expire_pending(self, fingerprints: set[str], now: float) -> list[RemediationRun]:
-        """pending_approval → expired for runs of alerts that have cleared: nothing to fix."""
+        """Not-yet-started runs (pending or approved) of alerts that cleared → expired.
+
+        The fault is gone, so nothing is left to fix; claim_run only takes `approved` runs, so a
+        run expired here can never start.
+        """
         if not fingerprints:
             return []
-        where = and_(
-            _RUN.state == RunState.PENDING_APPROVAL.value, _RUN.fingerprint.in_(fingerprints)
-        )
+        waiting = (RunState.PENDING_APPROVAL.value, RunState.APPROVED.value)
+        where = and_(_RUN.state.in_(waiting), _RUN.fingerprint.in_(fingerprints))
         return self._transition(where, {"state": RunState.EXPIRED.value}, now, "run.expire")
 
     def claim_run(self, run_id: str, agent: str, now: float) -> RemediationRun | None:

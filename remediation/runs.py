@@ -114,7 +114,7 @@ class RunService:
         return self.store.reject_run(run_id, actor, reason, now)
 
     def expire(self, now: float, cleared: set[str] | None = None) -> list[RemediationRun]:
-        """Expire runs whose approval window closed, and pending runs of cleared alerts."""
+        """Expire runs whose approval window closed, and unstarted runs of cleared alerts."""
         expired = self.store.expire_runs(now)
         return expired + self.store.expire_pending(cleared or set(), now)
 

@@ -245,3 +245,15 @@ def test_recording_an_outcome_survives_a_database_blip(
     (done,) = service.execute_pending(NOW + 1)
     assert done.state is RunState.SUCCEEDED and len(calls) == 3
     assert executor.executed == [run.id]
+
+
+def test_an_approved_run_of_a_cleared_alert_never_starts(
+    service: RunService, executor: FakeExecutor, make_alert: AlertFactory
+) -> None:
+    run = service.on_alert(make_alert(), CLEAN, NOW)
+    assert run is not None
+    service.approve(run.id, "alice", NOW + 10)
+    (expired,) = service.expire(NOW + 20, cleared={run.fingerprint})
+    assert expired.state is RunState.EXPIRED
+    assert service.execute_pending(NOW + 21) == []
+    assert executor.executed == []
