@@ -113,6 +113,8 @@ class Agent:
         self.actions.update((r.name, r.actions) for r in config.event_rules)
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opswatch")
         self.snmp = build_snmp_collectors(config.snmp)
+        for poller in self.snmp:  # its 2,000 series a switch as exposition lines, not samples
+            poller.pre_render(self.pipeline.metric_names)
         collectors: list[Collector] = [*build_host_collectors(config.collectors), *self.snmp]
         self.runners = [CollectorRunner(c, self.executor, clock) for c in collectors]
         self.meta = {m.name: m for m in (*SCHEDULER_METRICS, *AGENT_METRICS)}
@@ -125,6 +127,8 @@ class Agent:
         self.runs = run_service(config, self.store)
         self.desk = LocalDesk(self.store, config.risk.priorities, config.agent.name)
         self.latest: dict[str, list[Sample]] = {}
+        self.texts: dict[str, dict[str, list[str]]] = {}
+        """Pre-rendered exposition lines by collector, then family (see `SnmpPoller.texts`)."""
         self.cycle_state = CycleState()
         self.alerts: list[Alert] = []
         self.stored_silences: list[SilenceConfig] = []
@@ -208,11 +212,16 @@ class Agent:
     async def _collect_loop(self, runner: CollectorRunner) -> None:
         async def job() -> None:
             samples = await runner.run_once()
-            self.latest[runner.collector.name] = samples
+            name = runner.collector.name
+            self.latest[name] = samples
             # Only what rules read is kept as history: a switch's 2,000 interface series
             # would otherwise sit in memory for the whole retention window.
             wanted = self.pipeline.metric_names
             self.series.add(s for s in samples if s.name in wanted)
+            texts = getattr(runner.collector, "texts", None)
+            if texts is not None:  # a collector that pre-renders (the SNMP poller)
+                self.texts[name] = texts
+                self.series.add(getattr(runner.collector, "rule_samples", ()))
             self.publish()
 
         await every(runner.collector.interval, job, self.stop)
@@ -315,8 +324,14 @@ class Agent:
 
     def publish(self) -> None:
         samples = [s for batch in self.latest.values() for s in batch]
+        texts: dict[str, list[str]] = {}
+        for page in self.texts.values():
+            for family, lines in page.items():
+                texts.setdefault(family, []).extend(lines)
         runs, tickets = self.counts
-        self.exporter.publish(Snapshot(samples, self.meta, tuple(self.alerts), runs, tickets))
+        self.exporter.publish(
+            Snapshot(samples, self.meta, tuple(self.alerts), runs, tickets, texts)
+        )
 
 
 async def collect_once(config: AgentConfig) -> list[Sample]:

@@ -58,6 +58,9 @@ class Snapshot:
     alerts: Sequence[Alert] = ()
     run_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
     open_tickets: Mapping[Priority, int] = field(default_factory=dict)
+    texts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Pre-rendered sample lines by family name (see `sample_line`), written after the
+    family's `samples`; the SNMP poller hands over its 2,000 series a switch this way."""
 
 
 def _family(meta: MetricMeta | None, name: str) -> Metric:
@@ -103,18 +106,23 @@ class _Metrics(Collector):
 
 
 class _Rendered:
-    """The text of one family, valid while its meta and its samples (by identity) are unchanged."""
+    """The text of one family, valid while its meta, its samples and its pre-rendered lines
+    (by identity) are unchanged."""
 
-    __slots__ = ("meta", "samples", "text")
+    __slots__ = ("lines", "meta", "samples", "text")
 
-    def __init__(self, meta: MetricMeta | None, samples: list[Sample], text: bytes) -> None:
-        self.meta, self.samples, self.text = meta, samples, text
+    def __init__(
+        self, meta: MetricMeta | None, samples: list[Sample], lines: Sequence[str], text: bytes
+    ) -> None:
+        self.meta, self.samples, self.lines, self.text = meta, samples, lines, text
 
-    def fits(self, meta: MetricMeta | None, samples: list[Sample]) -> bool:
+    def fits(self, meta: MetricMeta | None, samples: list[Sample], lines: Sequence[str]) -> bool:
         return (
             self.meta == meta
             and len(self.samples) == len(samples)
             and all(map(operator.is_, self.samples, samples))
+            and len(self.lines) == len(lines)
+            and all(map(operator.is_, self.lines, lines))
         )
 
 
@@ -126,7 +134,7 @@ _MAX_KNOWN_LABEL_NAMES = 10_000
 _INF = math.inf
 
 
-class _Unrenderable(Exception):
+class _Unrenderable(ValueError):
     """A family the direct renderer cannot promise to write as prometheus_client would."""
 
 
@@ -180,13 +188,40 @@ def label_text(labels: Labels) -> str:
     return "{" + ",".join(parts) + "} "
 
 
+def value_text(value: float) -> str:
+    """A sample value as the exposition writes it (`go_float`, with its common case inline)."""
+    # A float below 1e6 (and not -Inf or NaN) is spelled as repr spells it.
+    if type(value) is float and -_INF < value < 1e6:
+        return repr(value)
+    return go_float(value)
+
+
+def sample_line(name: str, labels: Labels, value: float) -> str:
+    """One sample's exposition line, as `render_family` writes it for a gauge or untyped family.
+
+    For collectors that pre-render their families (`Snapshot.texts`); raises `ValueError` for
+    a name or labels the direct renderer cannot vouch for, so the caller keeps a `Sample`.
+    """
+    if _METRIC_NAME.fullmatch(name) is None:
+        raise ValueError(f"metric name {name!r} needs prometheus_client's escaping")
+    try:
+        return f"{name}{label_text(labels)}{value_text(value)}\n"
+    except _Unrenderable as exc:
+        raise ValueError(f"label {exc} needs prometheus_client's escaping") from None
+
+
 def render_family(
-    name: str, meta: MetricMeta | None, samples: Sequence[Sample], labels: dict[Labels, str]
+    name: str,
+    meta: MetricMeta | None,
+    samples: Sequence[Sample],
+    labels: dict[Labels, str],
+    lines: Sequence[str] = (),
 ) -> bytes:
     """One family's HELP, TYPE and sample lines; `labels` caches label texts across families.
 
     The type and naming follow `_metric` (a counter is written as `<name without _total>_total`,
     a family without meta as untyped with empty help) so the bytes equal `generate_latest`'s.
+    Pre-rendered `lines` (`sample_line`'s) follow the samples; they are never counters.
     """
     kind, help_text = "untyped", ""
     if meta is not None:
@@ -200,8 +235,10 @@ def render_family(
             kind = "gauge"
     if _METRIC_NAME.fullmatch(name) is None:
         raise _Unrenderable(name)
-    lines = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
-    append, cached = lines.append, labels.get
+    if lines and kind == "counter":
+        raise ValueError(f"pre-rendered lines for counter family {name}")  # a caller's bug
+    out = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
+    append, cached = out.append, labels.get
     for s in samples:
         text = cached(s.labels)
         if text is None:
@@ -213,7 +250,8 @@ def render_family(
             append(f"{name}{text}{value!r}\n")
         else:
             append(f"{name}{text}{go_float(value)}\n")
-    return "".join(lines).encode("utf-8")
+    out.extend(lines)
+    return "".join(out).encode("utf-8")
 
 
 class FamilyTexts:
@@ -227,31 +265,47 @@ class FamilyTexts:
     def __init__(self) -> None:
         self._texts: dict[str, _Rendered] = {}
 
-    def render(self, samples: Iterable[Sample], meta: Mapping[str, MetricMeta]) -> bytes:
-        return b"".join(self.render_parts(samples, meta))
+    def render(
+        self,
+        samples: Iterable[Sample],
+        meta: Mapping[str, MetricMeta],
+        texts: Mapping[str, Sequence[str]] | None = None,
+    ) -> bytes:
+        return b"".join(self.render_parts(samples, meta, texts))
 
     def render_parts(
-        self, samples: Iterable[Sample], meta: Mapping[str, MetricMeta]
+        self,
+        samples: Iterable[Sample],
+        meta: Mapping[str, MetricMeta],
+        texts: Mapping[str, Sequence[str]] | None = None,
     ) -> list[bytes]:
-        """Each family's text, in name order; joined, they are `render`'s page."""
-        texts: dict[str, _Rendered] = {}
+        """Each family's text, in name order; joined, they are `render`'s page.
+
+        A family in `texts` gets its pre-rendered lines after its samples (if any), under one
+        HELP and TYPE.
+        """
+        rendered: dict[str, _Rendered] = {}
         # Per render only: the ~20 metrics of a polled interface row share one label tuple, so
         # each is formatted once; kept no longer, so it costs no memory between scrapes.
         labels: dict[Labels, str] = {}
         old = self._texts
-        for name, family in _latest(samples).items():
+        by_name = _latest(samples)
+        pre = texts or {}
+        for name in sorted(by_name.keys() | pre.keys()) if pre else by_name:
+            family, lines = by_name.get(name, []), pre.get(name, ())
             # Popped, not read: a family's old text (and its old samples) can be freed as soon
             # as its new text exists, so a render never holds two pages of 100 switches.
             known, info = old.pop(name, None), meta.get(name)
-            if known is None or not known.fits(info, family):
+            if known is None or not known.fits(info, family, lines):
                 try:
-                    text = render_family(name, info, family, labels)
-                except _Unrenderable:
+                    text = render_family(name, info, family, labels, lines)
+                except _Unrenderable:  # pre-rendered lines passed the direct renderer's checks
                     text = generate_latest(_Metrics([_metric(name, info, family)]))
-                known = _Rendered(info, family, text)
-            texts[name] = known
-        self._texts = texts  # families gone from the snapshot are forgotten
-        return [t.text for t in texts.values()]
+                    text += "".join(lines).encode("utf-8")
+                known = _Rendered(info, family, lines, text)
+            rendered[name] = known
+        self._texts = rendered  # families gone from the snapshot are forgotten
+        return [t.text for t in rendered.values()]
 
 
 def _alert_labels(alert: Alert) -> dict[str, str]:
@@ -356,7 +410,7 @@ class MetricsExporter:
 
     def _render(self, snapshot: Snapshot) -> tuple[bytes, ...]:
         """The same text as rendering `self.registry`, reusing unchanged families' text."""
-        samples = self._families.render_parts(snapshot.samples, snapshot.meta)
+        samples = self._families.render_parts(snapshot.samples, snapshot.meta, snapshot.texts)
         return (*samples, generate_latest(_Metrics(agent_families(snapshot))))
 
     def _parts(self) -> tuple[int, tuple[bytes, ...]]:

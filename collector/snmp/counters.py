@@ -28,6 +28,11 @@ _PER_SECOND = (
     ("opswatch_if_in_discards_per_second", "ifInDiscards"),
     ("opswatch_if_out_discards_per_second", "ifOutDiscards"),
 )
+INPUTS = frozenset(
+    {*(m for _, hc, low in _OCTETS for m in (hc, low)), *(src for _, src in _PER_SECOND)}
+    | {"ifHighSpeed", "ifSpeed", "ifIndex"}
+)
+"""The if_mib metrics `interface_indicators` reads: a poller that pre-renders keeps these."""
 FAMILIES = (
     MetricMeta("opswatch_if_in_bytes_per_second", MetricType.GAUGE, "Inbound octets per second."),
     MetricMeta("opswatch_if_out_bytes_per_second", MetricType.GAUGE, "Outbound octets per second."),

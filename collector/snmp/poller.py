@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -140,6 +140,21 @@ class SnmpPoller:
         self._plans: dict[
             tuple[int, ...], tuple[tuple[profiles.Profile, ...], list[Oid], list[Oid]]
         ] = {}
+        self._keep: frozenset[str] | None = None
+        self.texts: dict[str, list[str]] = {}
+        """Pre-rendered exposition lines of the last round by family (see `pre_render`)."""
+        self.rule_samples: list[Sample] = []
+        """Samples of the last round that `texts` exports and the rules read (`pre_render`)."""
+
+    def pre_render(self, keep: Collection[str]) -> None:
+        """From now on write profile and indicator families as exposition lines (`texts`).
+
+        `collect` then returns only the per-target health series and anything the direct
+        renderer cannot write; the written samples named in `keep` (what rules read) are in
+        `rule_samples`, for the rules only. The agent does this: the 2,000 series of a switch
+        become 2,000 lines once per poll, and only the few that rules read become samples.
+        """
+        self._keep = frozenset(keep)
 
     def describe(self) -> tuple[MetricMeta, ...]:
         """Profile families of every target, derived indicators and per-target health."""
@@ -162,12 +177,21 @@ class SnmpPoller:
     async def acollect(self, now: float) -> list[Sample]:
         """Poll every target concurrently; each ends by its deadline and reports itself."""
         await self.open()
+        if self._keep is not None:  # a round that does not finish leaves no stale page behind
+            self.texts, self.rule_samples = {}, []
         deadline = time.monotonic() + self.timeout * _DEADLINE_SHARE
         slots = asyncio.Semaphore(self._concurrency)
         polls = [self._poll(t, now, deadline, slots) for t in self.targets]
         out: list[Sample] = []
-        for samples in await asyncio.gather(*polls):
+        texts: dict[str, list[str]] = {}
+        for_rules: list[Sample] = []
+        for samples, lines, rule_only in await asyncio.gather(*polls):
             out.extend(samples)
+            for_rules.extend(rule_only)
+            for family, text in lines.items():
+                texts.setdefault(family, []).append(text)
+        if self._keep is not None:
+            self.texts, self.rule_samples = texts, for_rules
         return out
 
     def close(self) -> None:
@@ -191,7 +215,7 @@ class SnmpPoller:
 
     async def _poll(
         self, target: PollTarget, now: float, deadline: float, slots: asyncio.Semaphore
-    ) -> list[Sample]:
+    ) -> tuple[list[Sample], dict[str, str], list[Sample]]:
         started = time.monotonic()
         pdus = [0]
         token = _PDUS.set(pdus)  # the task gather made has its own context: no crosstalk
@@ -199,7 +223,7 @@ class SnmpPoller:
             async with asyncio.timeout_at(_loop_deadline(deadline)), slots:
                 varbinds, latency = await self._fetch(target)
         except (SnmpError, TimeoutError, OSError) as exc:
-            return self._report(target, now, started, pdus[0], _describe(exc, target))
+            return self._report(target, now, started, pdus[0], _describe(exc, target)), {}, []
         finally:
             _PDUS.reset(token)
         return self._samples(target, now, started, pdus[0], varbinds, latency)
@@ -252,17 +276,37 @@ class SnmpPoller:
         pdus: int,
         varbinds: list[VarBind],
         latency: float,
-    ) -> list[Sample]:
+    ) -> tuple[list[Sample], dict[str, str], list[Sample]]:
+        """The target's samples; with `pre_render` also its lines by family and rule samples."""
         table = profiles.Table(varbinds)
         self._observe_uptime(target.name, table.by_oid.get(SYS_UPTIME_0))
         base = {"target": target.name, **target.labels}
         out: list[Sample] = []
-        for profile in target.profiles:
-            out.extend(profiles.render(profile, table, now, base))
-        out.extend(counters.interface_indicators(self.state, target.name, out, now))
+        wanted = self._keep
+        if wanted is None:
+            for profile in target.profiles:
+                out.extend(profiles.render(profile, table, now, base))
+            out.extend(counters.interface_indicators(self.state, target.name, out, now))
+            lines: dict[str, list[str]] = {}
+            rule_only: list[Sample] = []
+        else:
+            lines, kept = {}, list[Sample]()
+            keep = wanted | counters.INPUTS  # the indicators are computed from these
+            for profile in target.profiles:
+                mine: dict[str, list[str]] = {}
+                out.extend(profiles.render(profile, table, now, base, mine, keep, kept))
+                _merge(lines, mine)
+            indicators = counters.interface_indicators(self.state, target.name, out + kept, now)
+            rule_only = [s for s in kept if s.name in wanted]
+            for s in indicators:
+                if not profiles.write_line(s, lines):
+                    out.append(s)
+                elif s.name in wanted:
+                    rule_only.append(s)
         out.extend(self._report(target, now, started, pdus, None, len(varbinds)))
         out.append(_sample("opswatch_snmp_response_seconds", latency, now, base))
-        return out
+        texts = {family: "".join(text) for family, text in lines.items() if text}
+        return out, texts, rule_only
 
     def _observe_uptime(self, target: str, uptime: VarBind | None) -> None:
         if uptime is None or uptime.tag is not Tag.TIMETICKS or not isinstance(uptime.value, int):
@@ -308,6 +352,17 @@ class SnmpPoller:
             labels = base | {"error": health.last_error}
             out.append(_sample("opswatch_snmp_last_error", float(health.failed), now, labels))
         return out
+
+
+def _merge(lines: dict[str, list[str]], more: dict[str, list[str]]) -> None:
+    """Add one profile's lines to a target's; a series two profiles both emit keeps the last."""
+    for family, added in more.items():
+        have = lines.get(family)
+        if not have:
+            lines[family] = added
+        elif added:  # rare: two profiles of one target name the same metric
+            series = {line.rpartition(" ")[0]: line for line in (*have, *added)}
+            lines[family] = list(series.values())
 
 
 def _sample(name: str, value: float, now: float, labels: Mapping[str, str]) -> Sample:

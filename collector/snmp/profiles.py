@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,7 @@ from pydantic import ValidationError, field_validator, model_validator
 from agent.config_base import Strict
 from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
+from exporters.prometheus import go_float, label_text, sample_line
 
 SHIPPED = Path(__file__).parent / "profiles"
 MetricKind = Literal["gauge", "counter", "DisplayString", "PhysAddress48", "EnumAsInfo"]
@@ -187,17 +189,35 @@ class Table:
 
 _RowKey = tuple[tuple[str, ...], tuple[str, ...]]
 """A row's labels depend on the lookups and index names a metric uses, and on the index."""
-_Row = tuple[dict[str, str], Labels]
+_Row = tuple[dict[str, str], Labels, str | None]
+"""A row's labels as a dict and as `Labels`, and their exposition text (None: not writable)."""
+_INF = math.inf
 
 
-def render(profile: Profile, table: Table, now: float, base: Mapping[str, str]) -> list[Sample]:
-    """Turn fetched varbinds into samples named and labelled as snmp_exporter does."""
+def render(
+    profile: Profile,
+    table: Table,
+    now: float,
+    base: Mapping[str, str],
+    lines: dict[str, list[str]] | None = None,
+    keep: Collection[str] = (),
+    kept: list[Sample] | None = None,
+) -> list[Sample]:
+    """Turn fetched varbinds into samples named and labelled as snmp_exporter does.
+
+    With `lines`, a sample is written there instead, as its exposition line under its family
+    name (`exporters.prometheus.sample_line`), and only a sample the direct renderer cannot
+    write is returned; a written one named in `keep` is also added to `kept` as a `Sample`.
+    A switch's 2,000 series then cost a formatted line each, not a `Sample` object that the
+    exporter formats again.
+    """
     out: list[Sample] = []
     append = out.append
+    keep_append = out.append if kept is None else kept.append
     base_labels = dict(base)
     # A row's labels (target, ifIndex, ifName, ifDescr, ifAlias) are the same for each of its
-    # ~40 metrics: look them up and sort them once per row, and hand every numeric metric of
-    # the row the same tuple (the exporter then formats that tuple once, too).
+    # ~40 metrics: look them up, sort them and format them once per row, and hand every numeric
+    # metric of the row the same tuple (the exporter then formats that tuple once, too).
     rows_seen: dict[_RowKey, dict[tuple[int, ...], _Row]] = {}
     for metric in profile.metrics:
         column = _parsed(metric.oid)
@@ -212,20 +232,59 @@ def render(profile: Profile, table: Table, now: float, base: Mapping[str, str]) 
         # thirds of a switch's samples, where a call per sample was a fifth of the render.
         plain = metric.type in ("gauge", "counter") and metric.sensor_scale is None
         name, scale = metric.name, metric.scale
+        sink = None if lines is None else lines.setdefault(name, [])
+        keeping = name in keep
         for index, vb in rows:
             row = seen.get(index)
             if row is None:
-                labels = base_labels | dict(zip(indexes, map(str, index), strict=True))
-                labels |= _lookups(profile, names, table, index)
-                row = seen[index] = (labels, make_labels(labels))
+                row = seen[index] = _row(profile, table, base_labels, names, indexes, index)
             raw = vb.value
             if plain and type(raw) is int and vb.tag is not Tag.OBJECT_IDENTIFIER:
-                append(Sample(name, row[1], float(raw) * scale, now))
+                value = float(raw) * scale
+                if sink is not None and row[2] is not None:
+                    number_text = repr(value) if -_INF < value < 1e6 else go_float(value)
+                    sink.append(f"{name}{row[2]}{number_text}\n")
+                    if keeping:
+                        keep_append(Sample(name, row[1], value, now))
+                    continue
+                append(Sample(name, row[1], value, now))
                 continue
             sample = _sample(metric, vb, index, table, row, now)
-            if sample is not None:
+            if sample is None:
+                continue
+            if lines is None or not write_line(sample, lines):
                 append(sample)
+            elif sample.name in keep:
+                keep_append(sample)
     return out
+
+
+def _row(
+    profile: Profile,
+    table: Table,
+    base: dict[str, str],
+    names: tuple[str, ...],
+    indexes: tuple[str, ...],
+    index: tuple[int, ...],
+) -> _Row:
+    labels = base | dict(zip(indexes, map(str, index), strict=True))
+    labels |= _lookups(profile, names, table, index)
+    normal = make_labels(labels)
+    try:
+        text: str | None = label_text(normal)
+    except ValueError:  # a label the direct renderer leaves to prometheus_client
+        text = None
+    return labels, normal, text
+
+
+def write_line(sample: Sample, lines: dict[str, list[str]]) -> bool:
+    """Append `sample` to `lines` as its exposition line; False if it must stay a Sample."""
+    try:
+        line = sample_line(sample.name, sample.labels, sample.value)
+    except ValueError:
+        return False
+    lines.setdefault(sample.name, []).append(line)
+    return True
 
 
 @functools.lru_cache(maxsize=4096)

@@ -24,8 +24,10 @@ from integration.snmp.conftest import free_udp_port
 from support.agentproc import stop_process
 
 from agent.model import Sample
+from collector.snmp.model import VarBind
 from collector.snmp.poller import PollTarget, SnmpPoller
 from collector.snmp.profiles import available_profiles
+from exporters.prometheus import MetricsExporter, Snapshot
 
 pytestmark = pytest.mark.integration
 DATA = Path(snmpsim_data.__file__).parent / "data"
@@ -198,3 +200,55 @@ def test_reboot_gives_no_spike(snmpsim: Snmpsim) -> None:
     assert not [s for s in after if s.name == "opswatch_if_in_bytes_per_second"]
     assert [s.value for s in after if s.name == "opswatch_snmp_device_reboots_total"] == [1.0]
     assert all(s.value >= 0 for s in after if s.name.startswith("opswatch_if_"))
+
+
+def _fetch(sim: Snmpsim, community: str) -> list[VarBind]:
+    target = _target(sim, community)
+    poller = SnmpPoller([target], timeout=30)
+
+    async def once() -> list[VarBind]:
+        try:
+            await poller.open()
+            varbinds, _ = await poller._fetch(target)
+            return varbinds
+        finally:
+            poller.close()
+
+    return asyncio.run(asyncio.wait_for(once(), 60))
+
+
+def _target(sim: Snmpsim, community: str) -> PollTarget:
+    return PollTarget("dev", "127.0.0.1", (PROFILES["system"], PROFILES["if_mib"]),
+                      port=sim.port, community=community, timeout=2.0, retries=1)  # fmt: skip
+
+
+def _page(poller: SnmpPoller, target: PollTarget, rounds: list[list[VarBind]]) -> str:
+    """The exposition after feeding `rounds` of varbinds to `poller`, 30 s apart."""
+    for n, varbinds in enumerate(rounds):
+        samples, texts, rules = poller._samples(target, 1e9 + 30 * n, 0.0, 79, varbinds, 0.01)
+    meta = {m.name: m for m in poller.describe()}
+    exporter = MetricsExporter(process_metrics=False)
+    exporter.publish(Snapshot(samples, meta, texts={f: [t] for f, t in texts.items()}))
+    poller.rule_samples = rules
+    page = exporter.render().decode()
+    # the only line that depends on the clock of the run
+    return "\n".join(x for x in page.splitlines() if "poll_duration_seconds{" not in x)
+
+
+@pytest.mark.parametrize("community", [*sorted(VENDORS), "moving"])
+def test_pre_rendered_lines_give_the_same_page_as_samples(snmpsim: Snmpsim, community: str) -> None:
+    """The agent's pre-rendered path writes exactly what samples through the exporter write."""
+    rounds = [_fetch(snmpsim, community), _fetch(snmpsim, community)]
+    target = _target(snmpsim, community)
+    plain = SnmpPoller([target])
+    pre = SnmpPoller([target])
+    wanted = {"ifOperStatus", "opswatch_if_in_bytes_per_second", "sysUpTime"}
+    pre.pre_render(wanted)
+    assert _page(pre, target, rounds) == _page(plain, target, rounds)
+    # the series rules read still arrive as samples, with the values the page shows
+    expected, _, _ = plain._samples(target, 1e9 + 60, 0.0, 79, rounds[1], 0.01)
+    _, _, for_rules = pre._samples(target, 1e9 + 60, 0.0, 79, rounds[1], 0.01)
+    assert sorted((s.name, s.labels, s.value) for s in for_rules) == sorted(
+        (s.name, s.labels, s.value) for s in expected if s.name in wanted
+    )
+    assert {s.name for s in for_rules} >= {"ifOperStatus", "sysUpTime"}

@@ -350,3 +350,67 @@ def test_the_page_in_parts_joins_to_the_page() -> None:
     exporter.publish(Snapshot([sample("node_load1", 3.0, 1.0)], META))
     assert b"".join(exporter.render_parts()) == exporter.render()
     assert b"node_load1 3.0" in exporter.render()
+
+
+def test_pre_rendered_lines_equal_the_samples_they_stand_for() -> None:
+    """Half of each gauge or untyped family as `sample_line`s, half as samples: same bytes."""
+    rng = random.Random(7)
+    meta = {
+        "g": MetricMeta("g", MetricType.GAUGE, "a gauge"),
+        "u": MetricMeta("u", MetricType.UNTYPED, "untyped"),
+    }
+    samples = [
+        Sample(
+            rng.choice(["g", "u", "no_meta"]),
+            make_labels({"ifIndex": str(i), "ifAlias": rng.choice(HOSTILE_VALUES)}),
+            rng.choice([rng.uniform(-1e12, 1e12), float(rng.randrange(2**64)), *SPECIAL_VALUES]),
+            1.0,
+        )
+        for i in range(600)
+    ]
+    kept, texts = [], {}
+    for s in samples:
+        if rng.random() < 0.5:
+            kept.append(s)
+        else:
+            texts.setdefault(s.name, []).append(prom.sample_line(s.name, s.labels, s.value))
+    # lines follow a family's samples: order the reference the same way
+    by_family = sorted(samples, key=lambda s: (s.name, s not in kept))
+    expected = reference(Snapshot(by_family, meta))
+    assert prom.FamilyTexts().render(kept, meta, texts) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [("bad.name", ()), ("ok", (("bad-label", "1"),)), ("ok", (("b", "1"), ("a", "2")))],
+)
+def test_a_line_the_direct_renderer_cannot_vouch_for_is_refused(name: str, labels: Any) -> None:
+    with pytest.raises(ValueError):
+        prom.sample_line(name, labels, 1.0)
+
+
+def test_lines_are_refused_for_a_counter_family() -> None:
+    meta = {"c_total": MetricMeta("c_total", MetricType.COUNTER, "count")}
+    with pytest.raises(ValueError, match="counter"):
+        prom.FamilyTexts().render([], meta, {"c_total": ["c_total 1.0\n"]})
+
+
+def test_a_family_of_lines_is_reused_while_its_fragments_are_the_same_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    families = prom.FamilyTexts()
+    fragment = 'ifSpeed{target="sw1"} 1.0\n'
+    first = families.render([], {}, {"ifSpeed": [fragment]})
+    calls: list[str] = []
+    render_family = prom.render_family
+
+    def spy(name: str, *args: Any) -> bytes:
+        calls.append(name)
+        return render_family(name, *args)
+
+    monkeypatch.setattr(prom, "render_family", spy)
+    assert families.render([], {}, {"ifSpeed": [fragment]}) == first
+    assert calls == []
+    again = "".join(['ifSpeed{target="sw1"} ', "2.0\n"])  # a new round: a new object
+    assert families.render([], {}, {"ifSpeed": [again]}).endswith(b"2.0\n")
+    assert calls == ["ifSpeed"]
