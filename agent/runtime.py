@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -145,6 +146,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         await self._start()
+        tune_gc()
         if self.traps is not None:
             host, port = await self.traps.start()
             log.info("trap receiver listening", extra={"listen": f"{host}:{port}"})
@@ -332,6 +334,22 @@ class Agent:
         self.exporter.publish(
             Snapshot(samples, self.meta, tuple(self.alerts), runs, tickets, texts)
         )
+
+
+GC_GEN0_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Collect cyclic garbage less often, and never scan what start-up built.
+
+    A poll round of 100 switches allocates ~400,000 short-lived objects (varbinds, OIDs, lines)
+    that reference counting frees; at CPython's default of a gen-0 pass every 700 allocations,
+    the passes cost ~15% of the poller's CPU (bench/snmp_poll.py). `gc.freeze` moves the
+    config, modules and pools built at start-up out of every later pass.
+    """
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 async def collect_once(config: AgentConfig) -> list[Sample]:

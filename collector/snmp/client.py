@@ -69,12 +69,17 @@ class ClientStats:
     timeouts: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Pending:
-    future: asyncio.Future[Pdu]
+    """What the answer to one request must match, and the future of its current try."""
+
+    future: asyncio.Future[Pdu | None]
+    """Set to the answer, or to None by the try's timer; each retry gets a new one."""
     addr: tuple[str, int]
     version: Version
     community: bytes = field(repr=False)  # a secret
+    late: Pdu | None = None
+    """An answer that came after its try's timer fired but before the retry was sent."""
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -175,22 +180,33 @@ class SnmpClient:
     async def _request(
         self, target: Target, pdu_type: PduType, oids: list[Oid], repetitions: int = 0
     ) -> Pdu:
-        """Send, retry with growing timeouts, return the first valid answer to any try."""
+        """Send, retry with growing timeouts, return the first valid answer to any try.
+
+        Each try awaits its own future, which the answer or the try's timer completes: one
+        timer handle a try, where `asyncio.wait` cost a waiter, a set and two callbacks a PDU.
+        """
+        loop = asyncio.get_running_loop()
         expected = _Pending(
-            asyncio.get_running_loop().create_future(),
-            (target.host, target.port),
-            _VERSIONS[target.version],
+            loop.create_future(), (target.host, target.port), _VERSIONS[target.version],
             target.community.encode(),
-        )
+        )  # fmt: skip
         ids: list[int] = []
         async with self._slots:
             try:
                 for attempt in range(target.retries + 1):
+                    if attempt:
+                        expected.future = loop.create_future()
                     ids.append(self._send(expected, pdu_type, oids, repetitions))
                     wait = target.timeout * self._backoff**attempt
-                    done, _ = await asyncio.wait((expected.future,), timeout=wait)
-                    if done:
-                        return _checked(expected.future.result())
+                    timer = loop.call_later(wait, _expire, expected.future)
+                    try:
+                        pdu = await expected.future
+                    finally:
+                        timer.cancel()
+                    if pdu is None:
+                        pdu = expected.late
+                    if pdu is not None:
+                        return _checked(pdu)
             finally:
                 for request_id in ids:  # a late answer to any try is now unmatched
                     self._pending.pop(request_id, None)
@@ -245,6 +261,13 @@ class SnmpClient:
             return
         if not pending.future.done():
             pending.future.set_result(pdu)
+        elif pending.late is None:
+            pending.late = pdu
+
+
+def _expire(future: asyncio.Future[Pdu | None]) -> None:
+    if not future.done():
+        future.set_result(None)  # this try timed out; an answer to it may still come later
 
 
 def _checked(pdu: Pdu) -> Pdu:
