@@ -13,6 +13,7 @@ the datagram and no input is ever walked twice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 
 from collector.snmp.errors import SnmpDecodeError, SnmpValueError
@@ -285,9 +286,26 @@ def encode_request(
         raise SnmpValueError(f"{pdu_type.name} is not a request")
     if pdu_type is PduType.GET_BULK and version is Version.V1:
         raise SnmpValueError("GetBulk does not exist in SNMPv1")
-    varbinds = tuple(VarBind(Oid(o), Tag.NULL, None) for o in oids)
-    pdu = Pdu(pdu_type, request_id, non_repeaters, max_repetitions, varbinds)
-    return encode_message(Message(version, community, pdu))
+    # Written directly rather than through encode_message's Message and Pdu objects, with the
+    # varbind list cached: a walk asks every device of the same model for the same OIDs.
+    body = (
+        _tlv(Tag.INTEGER, _int_bytes(request_id))
+        + _tlv(Tag.INTEGER, _int_bytes(non_repeaters))
+        + _tlv(Tag.INTEGER, _int_bytes(max_repetitions))
+        + _null_varbinds(tuple(map(tuple, oids)))
+    )
+    content = (
+        _tlv(Tag.INTEGER, _int_bytes(int(version)))
+        + _tlv(Tag.OCTET_STRING, community)
+        + _tlv(pdu_type, body)
+    )
+    return _tlv(0x30, content)
+
+
+@functools.lru_cache(maxsize=4096)
+def _null_varbinds(oids: tuple[tuple[int, ...], ...]) -> bytes:
+    """The varbind list of a request: each OID with a NULL value."""
+    return _varbind_list_bytes(VarBind(Oid(o), Tag.NULL, None) for o in oids)
 
 
 def _pdu_body(pdu: Pdu) -> bytes:

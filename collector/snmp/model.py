@@ -132,8 +132,9 @@ def take_page(page: list[VarBind], root: Oid, current: Oid, out: list[VarBind]) 
 
     Raises SnmpError when the agent goes backwards: a walk must always move forward.
     """
+    depth = len(root)
     for vb in page:
-        if vb.tag is Tag.END_OF_MIB_VIEW or not vb.oid.startswith(root):
+        if vb.tag is Tag.END_OF_MIB_VIEW or vb.oid[:depth] != root:
             return True
         if vb.oid <= current:
             raise SnmpError(f"agent returned {vb.oid} after {current}: OIDs not increasing")

@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.model import MetricMeta, MetricType, Sample, make_labels
+from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp import counters, profiles
 from collector.snmp.client import SnmpClient, Target
 from collector.snmp.config import Credential, SnmpSection, TargetConfig
@@ -298,8 +298,9 @@ class SnmpPoller:
                 _merge(lines, mine)
             indicators = counters.interface_indicators(self.state, target.name, out + kept, now)
             rule_only = [s for s in kept if s.name in wanted]
+            label_texts: dict[Labels, str] = {}  # a row's indicators share its labels
             for s in indicators:
-                if not profiles.write_line(s, lines):
+                if not profiles.write_line(s, lines, label_texts):
                     out.append(s)
                 elif s.name in wanted:
                     rule_only.append(s)

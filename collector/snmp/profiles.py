@@ -23,7 +23,7 @@ from pydantic import ValidationError, field_validator, model_validator
 from agent.config_base import Strict
 from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
-from exporters.prometheus import go_float, label_text, sample_line
+from exporters.prometheus import go_float, label_text, sample_line, value_text
 
 SHIPPED = Path(__file__).parent / "profiles"
 MetricKind = Literal["gauge", "counter", "DisplayString", "PhysAddress48", "EnumAsInfo"]
@@ -277,10 +277,21 @@ def _row(
     return labels, normal, text
 
 
-def write_line(sample: Sample, lines: dict[str, list[str]]) -> bool:
-    """Append `sample` to `lines` as its exposition line; False if it must stay a Sample."""
+def write_line(
+    sample: Sample, lines: dict[str, list[str]], texts: dict[Labels, str] | None = None
+) -> bool:
+    """Append `sample` to `lines` as its exposition line; False if it must stay a Sample.
+
+    `texts` caches label texts for samples that share their labels (a row's indicators).
+    """
+    text = None if texts is None else texts.get(sample.labels)
     try:
-        line = sample_line(sample.name, sample.labels, sample.value)
+        if text is None:
+            line = sample_line(sample.name, sample.labels, sample.value)
+            if texts is not None:
+                texts[sample.labels] = line[len(sample.name) : line.rindex(" ") + 1]
+        else:
+            line = f"{sample.name}{text}{value_text(sample.value)}\n"
     except ValueError:
         return False
     lines.setdefault(sample.name, []).append(line)
