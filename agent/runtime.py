@@ -128,7 +128,7 @@ class Agent:
         self.runs = run_service(config, self.store)
         self.desk = LocalDesk(self.store, config.risk.priorities, config.agent.name)
         self.latest: dict[str, list[Sample]] = {}
-        self.texts: dict[str, dict[str, list[str]]] = {}
+        self.texts: dict[str, dict[str, list[bytes]]] = {}
         """Pre-rendered exposition lines by collector, then family (see `SnmpPoller.texts`)."""
         self.cycle_state = CycleState()
         self.alerts: list[Alert] = []
@@ -326,7 +326,7 @@ class Agent:
 
     def publish(self) -> None:
         samples = [s for batch in self.latest.values() for s in batch]
-        texts: dict[str, list[str]] = {}
+        texts: dict[str, list[bytes]] = {}
         for page in self.texts.values():
             for family, lines in page.items():
                 texts.setdefault(family, []).extend(lines)

@@ -58,9 +58,10 @@ class Snapshot:
     alerts: Sequence[Alert] = ()
     run_counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
     open_tickets: Mapping[Priority, int] = field(default_factory=dict)
-    texts: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    """Pre-rendered sample lines by family name (see `sample_line`), written after the
-    family's `samples`; the SNMP poller hands over its 2,000 series a switch this way."""
+    texts: Mapping[str, Sequence[bytes]] = field(default_factory=dict)
+    """Pre-rendered sample lines by family name, in pieces of whole UTF-8 lines (see
+    `sample_line`), written after the family's `samples`; the SNMP poller hands over its 2,000
+    series a switch this way. The pieces are sent as they are, never copied into the page."""
 
 
 def _family(meta: MetricMeta | None, name: str) -> Metric:
@@ -106,17 +107,23 @@ class _Metrics(Collector):
 
 
 class _Rendered:
-    """The text of one family, valid while its meta, its samples and its pre-rendered lines
-    (by identity) are unchanged."""
+    """The text of one family in parts (its header and samples, then its pre-rendered pieces),
+    valid while its meta, its samples and its pieces (by identity) are unchanged."""
 
-    __slots__ = ("lines", "meta", "samples", "text")
+    __slots__ = ("lines", "meta", "parts", "samples")
 
     def __init__(
-        self, meta: MetricMeta | None, samples: list[Sample], lines: Sequence[str], text: bytes
+        self,
+        meta: MetricMeta | None,
+        samples: list[Sample],
+        lines: Sequence[bytes],
+        parts: tuple[bytes, ...],
     ) -> None:
-        self.meta, self.samples, self.lines, self.text = meta, samples, lines, text
+        self.meta, self.samples, self.lines, self.parts = meta, samples, lines, parts
 
-    def fits(self, meta: MetricMeta | None, samples: list[Sample], lines: Sequence[str]) -> bool:
+    def fits(
+        self, meta: MetricMeta | None, samples: list[Sample], lines: Sequence[bytes]
+    ) -> bool:
         return (
             self.meta == meta
             and len(self.samples) == len(samples)
@@ -211,17 +218,12 @@ def sample_line(name: str, labels: Labels, value: float) -> str:
 
 
 def render_family(
-    name: str,
-    meta: MetricMeta | None,
-    samples: Sequence[Sample],
-    labels: dict[Labels, str],
-    lines: Sequence[str] = (),
+    name: str, meta: MetricMeta | None, samples: Sequence[Sample], labels: dict[Labels, str]
 ) -> bytes:
     """One family's HELP, TYPE and sample lines; `labels` caches label texts across families.
 
     The type and naming follow `_metric` (a counter is written as `<name without _total>_total`,
     a family without meta as untyped with empty help) so the bytes equal `generate_latest`'s.
-    Pre-rendered `lines` (`sample_line`'s) follow the samples; they are never counters.
     """
     kind, help_text = "untyped", ""
     if meta is not None:
@@ -235,8 +237,6 @@ def render_family(
             kind = "gauge"
     if _METRIC_NAME.fullmatch(name) is None:
         raise _Unrenderable(name)
-    if lines and kind == "counter":
-        raise ValueError(f"pre-rendered lines for counter family {name}")  # a caller's bug
     out = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
     append, cached = out.append, labels.get
     for s in samples:
@@ -250,7 +250,6 @@ def render_family(
             append(f"{name}{text}{value!r}\n")
         else:
             append(f"{name}{text}{go_float(value)}\n")
-    out.extend(lines)
     return "".join(out).encode("utf-8")
 
 
@@ -269,7 +268,7 @@ class FamilyTexts:
         self,
         samples: Iterable[Sample],
         meta: Mapping[str, MetricMeta],
-        texts: Mapping[str, Sequence[str]] | None = None,
+        texts: Mapping[str, Sequence[bytes]] | None = None,
     ) -> bytes:
         return b"".join(self.render_parts(samples, meta, texts))
 
@@ -277,12 +276,12 @@ class FamilyTexts:
         self,
         samples: Iterable[Sample],
         meta: Mapping[str, MetricMeta],
-        texts: Mapping[str, Sequence[str]] | None = None,
+        texts: Mapping[str, Sequence[bytes]] | None = None,
     ) -> list[bytes]:
-        """Each family's text, in name order; joined, they are `render`'s page.
+        """The families' texts in parts, in name order; joined, they are `render`'s page.
 
-        A family in `texts` gets its pre-rendered lines after its samples (if any), under one
-        HELP and TYPE.
+        A family in `texts` gets its pre-rendered pieces after its samples (if any), under one
+        HELP and TYPE; a counter family cannot have any (its name changes when written).
         """
         rendered: dict[str, _Rendered] = {}
         # Per render only: the ~20 metrics of a polled interface row share one label tuple, so
@@ -297,15 +296,16 @@ class FamilyTexts:
             # as its new text exists, so a render never holds two pages of 100 switches.
             known, info = old.pop(name, None), meta.get(name)
             if known is None or not known.fits(info, family, lines):
+                if lines and info is not None and info.type is MetricType.COUNTER:
+                    raise ValueError(f"pre-rendered lines for counter family {name}")
                 try:
-                    text = render_family(name, info, family, labels, lines)
-                except _Unrenderable:  # pre-rendered lines passed the direct renderer's checks
-                    text = generate_latest(_Metrics([_metric(name, info, family)]))
-                    text += "".join(lines).encode("utf-8")
-                known = _Rendered(info, family, lines, text)
+                    head = render_family(name, info, family, labels)
+                except _Unrenderable:
+                    head = generate_latest(_Metrics([_metric(name, info, family)]))
+                known = _Rendered(info, family, lines, (head, *lines))
             rendered[name] = known
         self._texts = rendered  # families gone from the snapshot are forgotten
-        return [t.text for t in rendered.values()]
+        return [part for family_text in rendered.values() for part in family_text.parts]
 
 
 def _alert_labels(alert: Alert) -> dict[str, str]:

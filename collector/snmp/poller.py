@@ -141,8 +141,8 @@ class SnmpPoller:
             tuple[int, ...], tuple[tuple[profiles.Profile, ...], list[Oid], list[Oid]]
         ] = {}
         self._keep: frozenset[str] | None = None
-        self.texts: dict[str, list[str]] = {}
-        """Pre-rendered exposition lines of the last round by family (see `pre_render`)."""
+        self.texts: dict[str, list[bytes]] = {}
+        """Pre-rendered exposition lines of the last round by family, a piece per target."""
         self.rule_samples: list[Sample] = []
         """Samples of the last round that `texts` exports and the rules read (`pre_render`)."""
 
@@ -183,7 +183,7 @@ class SnmpPoller:
         slots = asyncio.Semaphore(self._concurrency)
         polls = [self._poll(t, now, deadline, slots) for t in self.targets]
         out: list[Sample] = []
-        texts: dict[str, list[str]] = {}
+        texts: dict[str, list[bytes]] = {}
         for_rules: list[Sample] = []
         for samples, lines, rule_only in await asyncio.gather(*polls):
             out.extend(samples)
@@ -215,7 +215,7 @@ class SnmpPoller:
 
     async def _poll(
         self, target: PollTarget, now: float, deadline: float, slots: asyncio.Semaphore
-    ) -> tuple[list[Sample], dict[str, str], list[Sample]]:
+    ) -> tuple[list[Sample], dict[str, bytes], list[Sample]]:
         started = time.monotonic()
         pdus = [0]
         token = _PDUS.set(pdus)  # the task gather made has its own context: no crosstalk
@@ -276,7 +276,7 @@ class SnmpPoller:
         pdus: int,
         varbinds: list[VarBind],
         latency: float,
-    ) -> tuple[list[Sample], dict[str, str], list[Sample]]:
+    ) -> tuple[list[Sample], dict[str, bytes], list[Sample]]:
         """The target's samples; with `pre_render` also its lines by family and rule samples."""
         table = profiles.Table(varbinds)
         self._observe_uptime(target.name, table.by_oid.get(SYS_UPTIME_0))
@@ -306,7 +306,7 @@ class SnmpPoller:
                     rule_only.append(s)
         out.extend(self._report(target, now, started, pdus, None, len(varbinds)))
         out.append(_sample("opswatch_snmp_response_seconds", latency, now, base))
-        texts = {family: "".join(text) for family, text in lines.items() if text}
+        texts = {family: "".join(text).encode() for family, text in lines.items() if text}
         return out, texts, rule_only
 
     def _observe_uptime(self, target: str, uptime: VarBind | None) -> None:

@@ -373,7 +373,8 @@ def test_pre_rendered_lines_equal_the_samples_they_stand_for() -> None:
         if rng.random() < 0.5:
             kept.append(s)
         else:
-            texts.setdefault(s.name, []).append(prom.sample_line(s.name, s.labels, s.value))
+            line = prom.sample_line(s.name, s.labels, s.value).encode()
+            texts.setdefault(s.name, []).append(line)
     # lines follow a family's samples: order the reference the same way
     by_family = sorted(samples, key=lambda s: (s.name, s not in kept))
     expected = reference(Snapshot(by_family, meta))
@@ -392,14 +393,14 @@ def test_a_line_the_direct_renderer_cannot_vouch_for_is_refused(name: str, label
 def test_lines_are_refused_for_a_counter_family() -> None:
     meta = {"c_total": MetricMeta("c_total", MetricType.COUNTER, "count")}
     with pytest.raises(ValueError, match="counter"):
-        prom.FamilyTexts().render([], meta, {"c_total": ["c_total 1.0\n"]})
+        prom.FamilyTexts().render([], meta, {"c_total": [b"c_total 1.0\n"]})
 
 
 def test_a_family_of_lines_is_reused_while_its_fragments_are_the_same_objects(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     families = prom.FamilyTexts()
-    fragment = 'ifSpeed{target="sw1"} 1.0\n'
+    fragment = b'ifSpeed{target="sw1"} 1.0\n'
     first = families.render([], {}, {"ifSpeed": [fragment]})
     calls: list[str] = []
     render_family = prom.render_family
@@ -411,6 +412,6 @@ def test_a_family_of_lines_is_reused_while_its_fragments_are_the_same_objects(
     monkeypatch.setattr(prom, "render_family", spy)
     assert families.render([], {}, {"ifSpeed": [fragment]}) == first
     assert calls == []
-    again = "".join(['ifSpeed{target="sw1"} ', "2.0\n"])  # a new round: a new object
+    again = b"".join([b'ifSpeed{target="sw1"} ', b"2.0\n"])  # a new round: a new object
     assert families.render([], {}, {"ifSpeed": [again]}).endswith(b"2.0\n")
     assert calls == ["ifSpeed"]
