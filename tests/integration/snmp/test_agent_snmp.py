@@ -23,12 +23,22 @@ from .conftest import V3_USERS, Snmpd, free_udp_port
 pytestmark = pytest.mark.integration
 
 
+RULES = [
+    # a polled column and a derived indicator: both reach the rules as samples, although the
+    # agent writes the polled families straight as exposition lines
+    {"name": "LoopbackUp", "expr": 'ifOperStatus{ifName="lo"}', "warning": 0.5},  # up(1)
+    {"name": "LoopbackRateSeen", "expr": 'opswatch_if_in_bytes_per_second{ifName="lo"}',
+     "warning": -1},  # any rate: snmpd's cached counters make some rounds 0
+]  # fmt: skip
+
+
 def config_for(tmp_path: Path, snmpd: Snmpd, port: int) -> Path:
     v3 = V3_USERS[1]  # SHA-256 / AES-256 (net-snmp: Blumenthal)
     return write_config(tmp_path / "agent.yaml", {
         "agent": {"name": "noc-poller", "state_dir": "state", "listen": f"127.0.0.1:{port}"},
         "collectors": only_collectors("loadavg"),
         "evaluation": {"interval": "1s"},
+        "rules": RULES,
         "snmp": {
             "defaults": {"interval": "2s", "timeout": "1s", "retries": 0},
             "credentials": {
@@ -71,6 +81,20 @@ def test_agent_polls_snmpd_and_exports_if_mib(tmp_path: Path, snmpd: Snmpd) -> N
         assert re.search(r'^ifHCInOctets\{.*ifName="lo".*target="lab-v2c"', text, re.MULTILINE)
         assert re.search(r'^ifOperStatus\{[^}]*criticality="high"', text, re.MULTILINE)
         assert re.search(r'^sysUpTime\{target="lab-v3"\}', text, re.MULTILINE)
+        # every series once, under one HELP/TYPE per family
+        series = [line.rpartition(" ")[0] for line in text.splitlines() if line[:1] != "#"]
+        assert len(series) == len(set(series))
+        types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+        assert len(types) == len(set(types))
+
+        def firing() -> set[str] | None:
+            alerts = agent.get("/api/v1/alerts").json()
+            rules = {a["rule"] for a in alerts if a["state"] == "firing"}
+            return rules if {"LoopbackUp", "LoopbackRateSeen"} <= rules else None
+
+        wait_for("rules on polled and derived SNMP series to fire", firing, timeout=30)
+        history = agent.get("/api/v1/history?names=ifOperStatus").json()
+        assert any(s["labels"].get("ifName") == "lo" for s in history), history
     command = [OPSWATCH, "snmp", "walk", "lab-v2c", "1.3.6.1.2.1.1.5", "-c", str(config)]
     walk = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=60)
     assert walk.returncode == 0, walk.stderr
