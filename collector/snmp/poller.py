@@ -96,15 +96,24 @@ class _CountingClient(SnmpClient):
 
 
 def _counting_usm(max_repetitions: int) -> Any:
-    """A v3 client that counts each request against the polling target (imports pysnmp)."""
-    from collector.snmp.usm import UsmClient
+    """A v3 client that counts each request against the polling target.
 
-    class CountingUsm(UsmClient):
-        async def _request(self, *args: Any) -> list[VarBind]:
-            _count_pdu()
-            return await super()._request(*args)
+    Requests go through our own USM path (v3client); pysnmp is imported only when that path
+    gets no answer and pysnmp has to ask again and say why.
+    """
+    from collector.snmp.v3client import FastUsmClient
 
-    return CountingUsm(max_repetitions=max_repetitions)
+    def pysnmp_client() -> Any:
+        from collector.snmp.usm import UsmClient
+
+        class CountingUsm(UsmClient):
+            async def request(self, *args: Any) -> list[VarBind]:
+                _count_pdu()
+                return await super().request(*args)
+
+        return CountingUsm(max_repetitions=max_repetitions)
+
+    return FastUsmClient(pysnmp_client, max_repetitions=max_repetitions, on_send=_count_pdu)
 
 
 def _count_pdu() -> None:
@@ -136,7 +145,7 @@ class SnmpPoller:
         self._health = {t.name: _Health() for t in self.targets}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: SnmpClient | None = None
-        self._usm: dict[str, Any] = {}  # credential name -> UsmClient, made on first v3 poll
+        self._usm: dict[str, Any] = {}  # credential name -> FastUsmClient, made on first v3 poll
         self._plans: dict[
             tuple[int, ...], tuple[tuple[profiles.Profile, ...], list[Oid], list[Oid]]
         ] = {}
@@ -262,6 +271,7 @@ class SnmpPoller:
             usm = self._usm.get(target.credential)
             if usm is None:
                 usm = self._usm[target.credential] = _counting_usm(self._max_repetitions)
+                await usm.open()
             v3 = target.v3
             return (lambda oids: usm.get(v3, oids)), (lambda root: usm.walk(v3, root))
         assert self._client is not None

@@ -89,7 +89,7 @@ class UsmClient:
 
     async def get(self, target: V3Target, oids: Sequence[Sequence[int]]) -> list[VarBind]:
         """GET `oids`; exceptions (noSuchObject...) come back as tagged varbinds."""
-        return await self._request(target, "get", [Oid(o) for o in oids])
+        return await self.request(target, "get", [Oid(o) for o in oids])
 
     async def walk(self, target: V3Target, root: Sequence[int]) -> list[VarBind]:
         """Every varbind under `root`, by GetBulk pages."""
@@ -97,7 +97,7 @@ class UsmClient:
         out: list[VarBind] = []
         current = root
         while True:  # ends: every page must move forward and the total is capped
-            page = await self._request(target, "bulk", [current])
+            page = await self.request(target, "bulk", [current])
             if not page:
                 raise SnmpError(f"{target.host}: empty response to a walk request")
             if take_page(page, root, current, out):
@@ -106,7 +106,8 @@ class UsmClient:
             if len(out) > self._max_walk_varbinds:
                 raise SnmpError(f"{target.host}: walk of {root} exceeds {self._max_walk_varbinds}")
 
-    async def _request(self, target: V3Target, kind: str, oids: list[Oid]) -> list[VarBind]:
+    async def request(self, target: V3Target, kind: str, oids: list[Oid]) -> list[VarBind]:
+        """One GET (`kind` "get") or GetBulk ("bulk") request; errors say what is wrong."""
         self.pdus_sent += 1
         indication, status, index, varbinds = await _send(
             self._engine, target, target.user, kind, oids, self._max_repetitions
