@@ -8,10 +8,14 @@ file or directory name).
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
+import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,3 +217,38 @@ def test_alert_to_cleaned_directory_through_the_run_service(tmp_path: Path, root
     assert done.output.startswith(f"removed 1 files older than 7 days in {root / 'spool'}")
     assert not old.exists()
     assert not (tmp_path / "work" / run.id).exists()  # private data dir cleaned up
+
+
+def _clean_module(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The runbook's module, imported from the shipped project as Ansible would run it."""
+    path = runbooks.default_dir() / "library" / "opswatch_clean_directory.py"
+    spec = importlib.util.spec_from_file_location("opswatch_clean_directory", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_check_is_not_followed(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the check alone leaves open: the path is checked, then a directory inside
+    the root becomes a symlink to elsewhere before the walk starts."""
+    module = _clean_module(monkeypatch)
+    victim = old_file(tmp_path / "elsewhere" / "deep" / "precious.log")
+    (root / "sub" / "deep").mkdir(parents=True)
+    checked = module.resolve_target
+
+    def check_then_swap(path: str, roots: list[str]) -> tuple[str, str]:
+        found = checked(path, roots)
+        shutil.rmtree(root / "sub")
+        (root / "sub").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        return found
+
+    monkeypatch.setattr(module, "resolve_target", check_then_swap)
+    params = {"path": str(root / "sub" / "deep"), "roots": [str(root)], "older_than_days": 7.0,
+              "mode": "remove", "pattern": "*", "recurse": True}  # fmt: skip
+    with pytest.raises(module.Refused, match="changed while being opened"):
+        module.clean(params, False, time.time())
+    assert victim.exists()

@@ -2,8 +2,10 @@
 """Ansible module behind clean_directory.yml: remove or gzip old regular files, inside roots only.
 
 The directory and every file name are untrusted data: they are handled here in Python (never
-templated, never given to a shell). Symlinks are never followed: the walk uses directory file
-descriptors (os.fwalk), so a directory swapped for a symlink mid-run cannot lead outside.
+templated, never given to a shell). Symlinks are never followed: the target is opened from its
+root one directory at a time with O_NOFOLLOW, and the walk goes on from that descriptor
+(os.fwalk with dir_fd), so a directory swapped for a symlink after the check, at any depth,
+cannot lead outside.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class Outcome:
             self.files.append(path)
 
 
-def resolve_target(path: str, roots: list[str]) -> str:
-    """The real path of `path` if it is a directory inside one of `roots`; else Refused."""
+def resolve_target(path: str, roots: list[str]) -> tuple[str, str]:
+    """(root, real path of `path`) if `path` is a directory inside one of `roots`; else Refused."""
     if not path or not os.path.isabs(path) or "\0" in path:
         raise Refused(f"path must be an absolute directory, got {path!r}")
     real_roots = [os.path.realpath(r) for r in roots if r and os.path.isabs(r)]
@@ -67,10 +69,33 @@ def resolve_target(path: str, roots: list[str]) -> str:
         if target == root or target.startswith(root + os.sep):
             if not os.path.isdir(target):
                 raise Refused(f"{target} is not a directory")
-            return target
+            return root, target
     parent_of = [r for r in real_roots if r.startswith(target.rstrip(os.sep) + os.sep)]
     why = f"it is a parent of the root {parent_of[0]}" if parent_of else "it is not inside any root"
     raise Refused(f"refusing to clean {target}: {why} (roots: {', '.join(real_roots)})")
+
+
+def open_below(root: str, target: str) -> int:
+    """A descriptor of `target`, reached from `root` without following any symlink.
+
+    `resolve_target` saw no symlink in the path, but a directory inside the root can be swapped
+    for one before the walk starts: then this refuses instead of following it.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    fd = os.open(root, flags)  # the root itself comes from the runbook's configuration
+    try:
+        relative = os.path.relpath(target, root)
+        for part in [] if relative == os.curdir else relative.split(os.sep):
+            try:
+                below = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                raise Refused(f"{target} changed while being opened ({exc.strerror})") from None
+            os.close(fd)
+            fd = below
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def human(size: float) -> str:
@@ -111,23 +136,28 @@ def clean_one(name: str, dir_fd: int, st: os.stat_result, mode: str, check: bool
 
 def clean(params: dict[str, Any], check: bool, now: float) -> tuple[str, Outcome]:
     """Walk the target and act on each old regular file that matches the pattern."""
-    target = resolve_target(params["path"], params["roots"])
+    root, target = resolve_target(params["path"], params["roots"])
     cutoff = now - float(params["older_than_days"]) * DAY
     mode, pattern, outcome = params["mode"], params["pattern"], Outcome()
-    for dirpath, dirnames, filenames, dir_fd in os.fwalk(target, follow_symlinks=False):
-        if not params["recurse"]:
-            dirnames.clear()
-        for name in filenames:
-            skip = mode == "compress" and name.endswith(".gz")
-            if skip or not fnmatch.fnmatchcase(name, pattern):
-                continue
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
-                    outcome.add(path, clean_one(name, dir_fd, st, mode, check))
-            except OSError as exc:
-                outcome.errors.append(f"{path}: {exc.strerror}")
+    top = open_below(root, target)
+    try:
+        walk = os.fwalk(os.curdir, follow_symlinks=False, dir_fd=top)
+        for dirpath, dirnames, filenames, dir_fd in walk:
+            if not params["recurse"]:
+                dirnames.clear()
+            for name in filenames:
+                skip = mode == "compress" and name.endswith(".gz")
+                if skip or not fnmatch.fnmatchcase(name, pattern):
+                    continue
+                path = os.path.normpath(os.path.join(target, dirpath, name))
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                        outcome.add(path, clean_one(name, dir_fd, st, mode, check))
+                except OSError as exc:
+                    outcome.errors.append(f"{path}: {exc.strerror}")
+    finally:
+        os.close(top)
     return target, outcome
 
 
