@@ -34,6 +34,10 @@ class EventRuleConfig(Strict):
     clears it (e.g. `ifOperStatus == 1`)."""
     resolve_after: Duration | None = None
     """Or time: the alert resolves this long after the last matching event."""
+    max_alerts: int = Field(default=1000, ge=1)
+    """At most this many alerts of the rule fire at once: a storm of events with ever new
+    labels (a flood of traps, a misbehaving webhook) cannot open unbounded alerts, tickets
+    and runs. Events past it are counted (`opswatch_event_alerts_capped_total`)."""
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     actions: RuleActions = RuleActions()

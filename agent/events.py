@@ -3,6 +3,7 @@ time clears it. Same Alert type, fingerprints and lifecycle as threshold rules."
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -41,6 +42,8 @@ class EventAlerts:
     alerts: list[Alert]
     state: dict[str, EventStatus] = field(default_factory=dict)
     """Firing event alerts by fingerprint, for the next cycle."""
+    capped: Counter[str] = field(default_factory=Counter)
+    """Matching events per rule that found the rule at its `max_alerts` and opened nothing."""
 
 
 def compile_event_rules(
@@ -99,14 +102,17 @@ def evaluate_events(
     firing = {fp: s.alert for fp, s in previous.items() if s.alert.rule in by_name}
     resolved: dict[str, Alert] = {}
     last_seen = {fp: s.last_seen for fp, s in previous.items() if fp in firing}
+    per_rule = Counter(a.rule for a in firing.values())
+    capped: Counter[str] = Counter()
     for event in sorted(events, key=lambda e: e.timestamp):
         for rule in rules:
-            _apply(rule, event, firing, resolved, last_seen)
+            _apply(rule, event, firing, resolved, last_seen, per_rule, capped)
     for rule in rules:
         for fp in _cleared_by_poll_or_time(rule, firing, last_seen, series, now):
             resolved[fp] = _resolve(firing.pop(fp), now)
     alerts = [*firing.values(), *resolved.values()]
-    return EventAlerts(alerts, {fp: EventStatus(a, last_seen[fp]) for fp, a in firing.items()})
+    state = {fp: EventStatus(a, last_seen[fp]) for fp, a in firing.items()}
+    return EventAlerts(alerts, state, capped)
 
 
 def _apply(
@@ -115,16 +121,23 @@ def _apply(
     firing: dict[str, Alert],
     resolved: dict[str, Alert],
     last_seen: dict[str, float],
+    per_rule: Counter[str],
+    capped: Counter[str],
 ) -> None:
     labels = _identity(rule, event)
     fp = fingerprint(rule.name, labels)
     if _matches(rule.config.event, event):
         if fp not in firing:
+            if per_rule[rule.name] >= rule.config.max_alerts:
+                capped[rule.name] += 1
+                return
             firing[fp] = _fire(rule, event, labels)
+            per_rule[rule.name] += 1
             resolved.pop(fp, None)
         last_seen[fp] = event.timestamp
     elif clears(rule, event) and fp in firing:
         resolved[fp] = _resolve(firing.pop(fp), event.timestamp)
+        per_rule[rule.name] -= 1
 
 
 def _cleared_by_poll_or_time(

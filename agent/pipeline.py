@@ -37,6 +37,8 @@ class CycleState:
 class Cycle:
     alerts: list[Alert]
     state: CycleState
+    capped: Mapping[str, int] = field(default_factory=dict)
+    """Events per event rule that found it at `max_alerts` this cycle."""
 
 
 class Pipeline:
@@ -82,7 +84,7 @@ class Pipeline:
         ]
         hidden = inhibit.inhibited_by(silenced, self.config.inhibit_rules)
         decided = [dataclasses.replace(a, inhibited_by=hidden.get(a.fingerprint)) for a in silenced]
-        return Cycle(decided, CycleState(result.state, flaps, fired.state))
+        return Cycle(decided, CycleState(result.state, flaps, fired.state), fired.capped)
 
     def _fits(self, alerts: Sequence[Alert], series: SeriesView, now: float) -> dict[str, Fits]:
         """Fits behind `time_to_threshold` rules that have alerts, once per rule per cycle."""

@@ -55,6 +55,11 @@ AGENT_METRICS = (
     MetricMeta("opswatch_series", MetricType.GAUGE, "Series held in memory for window functions."),
     MetricMeta("opswatch_events_dropped_total", MetricType.COUNTER, "Events dropped: queue full."),
     MetricMeta(
+        "opswatch_event_alerts_capped_total",
+        MetricType.COUNTER,
+        "Matching events that opened no alert: their event rule was at its max_alerts.",
+    ),
+    MetricMeta(
         "opswatch_action_errors_total", MetricType.COUNTER, "Alerts whose run/ticket step failed."
     ),
     MetricMeta(
@@ -135,6 +140,7 @@ class Agent:
         self.stored_silences: list[SilenceConfig] = []
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_PENDING_EVENTS)
         self.events_dropped = 0
+        self.event_alerts_capped: collections.Counter[str] = collections.Counter()
         self.action_errors = 0
         self.counts: tuple[dict[tuple[str, str], int], dict[Any, int]] = ({}, {})
         self.ready = False
@@ -252,6 +258,12 @@ class Agent:
             self.events.popleft()
         self.cycle_state = cycle.state
         self.alerts = cycle.alerts
+        for rule, count in cycle.capped.items():
+            self.event_alerts_capped[rule] += count
+            log.warning(
+                "event rule at its max_alerts: %d matching events opened no alert", count,
+                extra={"rule": rule},
+            )  # fmt: skip
         took = time.monotonic() - started
         if self.traps is not None:
             self.latest["traps"] = self.traps.samples(now)
@@ -259,6 +271,10 @@ class Agent:
             sample("opswatch_rule_evaluation_duration_seconds", took, now),
             sample("opswatch_series", len(self.series), now),
             sample("opswatch_events_dropped_total", self.events_dropped, now),
+            *(
+                sample("opswatch_event_alerts_capped_total", float(n), now, rule=rule)
+                for rule, n in sorted(self.event_alerts_capped.items())
+            ),
             sample("opswatch_action_errors_total", self.action_errors, now),
             sample("opswatch_state_store_up", 1.0 if await self._act(now) else 0.0, now),
         ]

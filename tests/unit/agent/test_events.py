@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent import config
 from agent.events import EventStatus, compile_event_rules, evaluate_events
 from agent.model import AlertState, Event, make_labels, sample
@@ -118,3 +120,26 @@ def test_config_errors_for_event_rules() -> None:
     with pytest.raises(ConfigError) as info:
         config.parse("event_rules:\n  - name: X\n    event: {name: linkDown}\n    clear_expr: up\n")
     assert "clear_expr needs identify" in str(info.value)
+
+
+def test_a_storm_of_new_identities_stops_at_max_alerts_and_is_counted() -> None:
+    level = "    level: critical\n"
+    capped_rules = RULES.replace(level, level + "    max_alerts: 5\n")
+    cfg = config.parse(capped_rules)
+    compiled, store = compile_event_rules(cfg.event_rules), SeriesStore(retention=3600)
+    storm = [link("linkDown", NOW + i, index=str(i)) for i in range(200)]
+    fired = evaluate_events(compiled, storm, store, NOW + 300, {})
+    assert len(fired.alerts) == 5 and fired.capped == {"InterfaceDown": 195}
+    # a repeat of a firing one is not capped; a clear makes room for a new one
+    repeat = evaluate_events(compiled, [link("linkDown", NOW + 301, "0")], store, NOW + 302,
+                             fired.state)  # fmt: skip
+    assert len(repeat.state) == 5 and not repeat.capped
+    events = [link("linkUp", NOW + 303, "0"), link("linkDown", NOW + 304, "150")]
+    room = evaluate_events(compiled, events, store, NOW + 305, repeat.state)
+    firing = {dict(a.labels)["ifIndex"] for a in room.alerts if a.state is AlertState.FIRING}
+    assert firing == {"1", "2", "3", "4", "150"} and not room.capped
+
+
+def test_max_alerts_must_be_positive() -> None:
+    with pytest.raises(config.ConfigError, match=r"event_rules\[0\]\.max_alerts"):
+        config.parse(RULES.replace("    level: critical\n", "    max_alerts: 0\n"))
