@@ -198,7 +198,13 @@ def _decide(config_path: Path, run_id: str, actor: str, reason: str | None) -> R
 def runs_approve(config_path: Path, run_id: str, actor: str | None) -> None:
     """Approve a pending run; the agent runs it once."""
     approved = _decide(config_path, run_id, actor_name(actor), None)
-    click.echo(f"run {approved.id} approved by {approved.approved_by}")
+    if approved.state is RunState.APPROVED:
+        click.echo(f"run {approved.id} approved by {approved.approved_by}")
+    else:  # the first of two approvals (policy two_approvers)
+        click.echo(
+            f"run {approved.id}: first approval by {approved.first_approver}; "
+            "it needs a second approval from someone else"
+        )
 
 
 @runs.command("reject")

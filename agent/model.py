@@ -198,6 +198,11 @@ class RemediationRun:
     rc: int | None = None
     output: str = ""
     preview: str = ""
+    approvals_needed: int = 1
+    """People who must approve it (2 under the `two_approvers` policy; 0 never: auto runs
+    are created approved)."""
+    first_approver: str | None = None
+    """The first of two approvals, until someone else gives the second."""
 
 
 class TicketState(enum.StrEnum):

@@ -59,7 +59,7 @@ class RiskLevel(enum.StrEnum):
 
 
 class Policy(enum.StrEnum):
-    """What remediation may do on its own (enforced by remediation.policy)."""
+    """What remediation may do on its own (remediation.policy bounds the rule's actions by it)."""
 
     AUTO = "auto"
     APPROVAL = "approval"

@@ -36,7 +36,7 @@ __all__ = ["AlertTransition", "Approval", "AuditEntry", "NewRun", "NewTicket", "
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 """The newest migration's revision; a test checks it against alembic's own idea of head."""
 _MIGRATION_LOCK = 0x0F5_7A7E  # pg_advisory_xact_lock key: one migrating agent at a time
 _ACTIVE = (AlertState.PENDING.value, AlertState.FIRING.value)

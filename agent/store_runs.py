@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -52,6 +52,8 @@ class NewRun:
     expires_at: float | None = None
     approved_by: str | None = None
     """Set for runs approved by policy (`approval: auto`): they start `approved`."""
+    approvals_needed: int = 1
+    """For runs that wait: how many different people must approve (1, or 2)."""
 
 
 def new_run_id() -> str:
@@ -75,6 +77,7 @@ def run_from_row(row: Row[Any]) -> RemediationRun:
         expires_at=_time(m["expires_at"]), started_at=_time(m["started_at"]),
         finished_at=_time(m["finished_at"]),
         approved_by=m["approved_by"], reason=m["reason"], rc=m["rc"], output=m["output"],
+        approvals_needed=int(m["approvals_needed"]), first_approver=m["first_approver"],
         preview=m["preview"],
     )  # fmt: skip
 
@@ -92,6 +95,7 @@ class RunsMixin(StoreBase):
             "target": new.target, "variables": dict(new.variables), "state": state.value,
             "created_at": now, "updated_at": now, "expires_at": new.expires_at,
             "approved_by": new.approved_by, "output": "", "preview": "",
+            "approvals_needed": 1 if new.approved_by else new.approvals_needed,
         }  # fmt: skip
         detail = {"runbook": new.runbook, "rule": new.rule, "state": state.value}
         entry = AuditEntry(now, new.agent, "run.create", f"run/{run_id}", detail)
@@ -134,8 +138,36 @@ class RunsMixin(StoreBase):
             return [_approval(row) for row in conn.execute(query)]
 
     def approve_run(self, run_id: str, actor: str, now: float) -> RemediationRun:
-        """pending_approval → approved, exactly once; ConflictError for the losers."""
-        return self._decide_run(run_id, actor, "approved", None, now)
+        """pending_approval → approved, exactly once; ConflictError for the losers.
+
+        A run that needs two approvers records the first person and stays pending; the second
+        approval must come from someone else. Each step is one conditional UPDATE, so two
+        people approving at once from two processes give one first and one second approval.
+        """
+        pending = and_(_RUN.id == run_id, _RUN.state == RunState.PENDING_APPROVAL.value,
+                       _RUN.expires_at > now)  # fmt: skip
+        complete = and_(pending, or_(
+            _RUN.approvals_needed <= 1,
+            and_(_RUN.first_approver.is_not(None), _RUN.first_approver != actor),
+        ))  # fmt: skip
+        first = and_(pending, _RUN.approvals_needed >= 2, _RUN.first_approver.is_(None))
+        with self._tx() as conn:
+            rows = self._update(conn, complete, {"state": RunState.APPROVED.value,
+                                                 "approved_by": actor}, now)  # fmt: skip
+            action, note = "run.approve", None
+            if not rows:
+                rows = self._update(conn, first, {"first_approver": actor}, now)
+                action, note = "run.approve_first", "first of two approvals"
+            if rows:
+                entry = AuditEntry(now, actor, action, f"run/{run_id}", {"reason": note})
+                self._decide(conn, run_id, actor, "approved", note, now)
+                self._audit_row(conn, entry)
+            else:
+                message = self._conflict_message(conn, run_id, now, actor)
+        if not rows:
+            raise ConflictError(message)
+        self._log_audit(entry)
+        return rows[0]
 
     def reject_run(self, run_id: str, actor: str, reason: str, now: float) -> RemediationRun:
         """pending_approval → rejected, exactly once; ConflictError for the losers."""
@@ -220,10 +252,18 @@ class RunsMixin(StoreBase):
         self._log_audit(entry)
         return rows[0]
 
-    def _conflict_message(self, conn: Connection, run_id: str, now: float) -> str:
+    def _conflict_message(
+        self, conn: Connection, run_id: str, now: float, actor: str | None = None
+    ) -> str:
         run = self._find_run(conn, run_id)
         if run is None:
             raise NotFoundError(f"no run {run_id}")
+        still_open = run.expires_at is None or run.expires_at > now
+        if run.state is RunState.PENDING_APPROVAL and still_open and run.first_approver == actor:
+            return (
+                f"run {run_id} needs two different approvers: {actor} has approved it, "
+                "someone else must give the second approval"
+            )
         ap = t.approvals.c
         query = select(t.approvals).where(ap.run_id == run_id).order_by(ap.id.desc())
         last = conn.execute(query).first()

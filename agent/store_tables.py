@@ -100,6 +100,8 @@ runs = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("approved_by", String(255)),
+    Column("approvals_needed", Integer, nullable=False, server_default="1"),
+    Column("first_approver", String(255)),
     Column("reason", Text),
     Column("rc", Integer),
     Column("output", Text, nullable=False),

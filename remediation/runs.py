@@ -21,6 +21,7 @@ from agent.config import RemediationSection, RuleActions
 from agent.errors import ConflictError, RemediationError
 from agent.model import Alert, AlertState, RemediationRun, RunState
 from agent.store import NewRun, Store
+from remediation import policy
 from remediation.runbook import RunbookExecutor
 
 log = logging.getLogger(__name__)
@@ -61,33 +62,48 @@ class RunService:
         self.clock = clock
 
     def on_alert(self, alert: Alert, actions: RuleActions, now: float) -> RemediationRun | None:
-        """Create the run for a firing alert (once per activation); None if none was created."""
+        """Create the run for a firing alert (once per activation); None if none was created.
+
+        The rule's actions are bounded by the alert's risk policy (remediation.policy): no run
+        under `ticket_only`, one or two people to approve it under `approval`/`two_approvers`,
+        and a flapping alert never runs unattended.
+        """
         if alert.state is not AlertState.FIRING or actions.runbook is None:
+            return None
+        decision = policy.decide(alert, actions)
+        if decision.why:
+            log.info("remediation held back by policy: %s", decision.why,
+                     extra={"fingerprint": alert.fingerprint, "rule": alert.rule})  # fmt: skip
+        if not decision.run:
             return None
         try:
             self.runbooks.config(actions.runbook)
         except RemediationError as exc:
             log.error("no run for alert: %s", exc, extra={"fingerprint": alert.fingerprint})
             return None
-        new = self._guarded(self._new_run(alert, actions, actions.runbook, now), now)
+        new = self._guarded(
+            self._new_run(alert, actions, actions.runbook, now, decision.approvals), now
+        )
         run = self.store.create_run(new, now) if new is not None else None
         if run is not None:
             log.info("run created", extra={"run": run.id, "runbook": run.runbook,
                                            "state": run.state.value, "rule": run.rule})  # fmt: skip
         return run
 
-    def _new_run(self, alert: Alert, actions: RuleActions, runbook: str, now: float) -> NewRun:
+    def _new_run(
+        self, alert: Alert, actions: RuleActions, runbook: str, now: float, approvals: int
+    ) -> NewRun:
         labels = dict(alert.labels)
         variables = {
             name: self.render(template, labels, alert.value, alert.threshold)
             for name, template in actions.vars.items()
         }
-        auto = actions.approval == "auto"
+        auto = approvals == 0
         return NewRun(
             fingerprint=alert.fingerprint, activation=alert.starts_at, rule=alert.rule,
             runbook=runbook, target=alert.label("host", self.agent), variables=variables,
             agent=self.agent, expires_at=None if auto else now + self.config.approval_ttl,
-            approved_by=AUTO_APPROVER if auto else None,
+            approved_by=AUTO_APPROVER if auto else None, approvals_needed=max(approvals, 1),
         )  # fmt: skip
 
     def _guarded(self, new: NewRun, now: float) -> NewRun | None:

@@ -225,6 +225,36 @@ def test_racing_threads_with_separate_stores_approve_exactly_once(store: Store, 
     assert len(store.approvals(run_id)) == 1
 
 
+def test_racing_approvers_of_a_two_approver_run_give_one_first_and_one_second(
+    store: Store, url: str
+) -> None:
+    run_id = pending(store, approvals_needed=2)
+    start = threading.Barrier(2)
+    results: list[tuple[str, str]] = []
+
+    class Out:
+        def put(self, item: tuple[str, str]) -> None:
+            results.append(item)
+
+    class Start:
+        def wait(self) -> None:
+            start.wait()
+
+    threads = [
+        threading.Thread(target=_approve_with_own_store, args=(url, run_id, who, Start(), Out()))
+        for who in ("alice", "bob")
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert sorted(results) == [("alice", "ok"), ("bob", "ok")]
+    run = store.get_run(run_id)
+    assert run is not None and run.state is RunState.APPROVED
+    assert {run.first_approver, run.approved_by} == {"alice", "bob"}
+    assert len(store.approvals(run_id)) == 2
+
+
 def test_racing_processes_approve_exactly_once(store: Store, url: str) -> None:
     run_id = pending(store)
     ctx = multiprocessing.get_context("fork")

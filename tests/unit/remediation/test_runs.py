@@ -11,6 +11,7 @@ from agent.config import RemediationSection, RuleActions, RunbookConfig
 from agent.errors import ConflictError, RemediationError
 from agent.model import Alert, AlertState, RemediationRun, RunState
 from agent.store import Store
+from remediation.policy import decide
 from remediation.runbook import RunbookExecutor, RunbookResult
 from remediation.runs import RunService
 
@@ -257,3 +258,64 @@ def test_an_approved_run_of_a_cleared_alert_never_starts(
     assert expired.state is RunState.EXPIRED
     assert service.execute_pending(NOW + 21) == []
     assert executor.executed == []
+
+
+AUTO = CLEAN.model_copy(update={"approval": "auto"})
+
+
+@pytest.mark.parametrize(
+    ("policy", "actions", "run", "approvals", "ticket"),
+    [
+        ("auto", AUTO, True, 0, False),
+        ("auto", CLEAN, True, 1, False),  # the rule asks for a person: it gets one
+        ("approval", AUTO, True, 1, False),
+        ("two_approvers", AUTO, True, 2, False),
+        ("two_approvers", CLEAN, True, 2, False),
+        ("ticket_only", AUTO, False, 0, True),
+        ("ticket_only", RuleActions(ticket=True), False, 0, True),
+        ("approval", RuleActions(ticket=True), False, 1, True),  # no runbook: nothing to run
+    ],
+)
+def test_the_stricter_of_rule_and_policy_wins(
+    make_alert: AlertFactory,
+    policy: str,
+    actions: RuleActions,
+    run: bool,
+    approvals: int,
+    ticket: bool,
+) -> None:
+    decision = decide(make_alert(policy=policy, risk="high"), actions)
+    assert (decision.run, decision.approvals, decision.ticket) == (run, approvals, ticket)
+    held_back = run and approvals > (0 if actions.approval == "auto" else 1)
+    assert bool(decision.why) == (held_back or (policy == "ticket_only" and bool(actions.runbook)))
+
+
+def test_a_flapping_alert_never_runs_unattended(
+    service: RunService, make_alert: AlertFactory
+) -> None:
+    assert decide(make_alert(policy="auto", flapping=True), AUTO).approvals == 1
+    run = service.on_alert(make_alert(policy="auto", flapping=True), AUTO, NOW)
+    assert run is not None and run.state is RunState.PENDING_APPROVAL
+
+
+def test_ticket_only_creates_no_run(service: RunService, make_alert: AlertFactory) -> None:
+    assert service.on_alert(make_alert(policy="ticket_only"), AUTO, NOW) is None
+    assert service.store.list_runs() == []
+
+
+def test_two_approvers_must_be_two_different_people(
+    service: RunService, make_alert: AlertFactory
+) -> None:
+    run = service.on_alert(make_alert(policy="two_approvers"), AUTO, NOW)
+    assert run is not None and run.approvals_needed == 2
+    first = service.approve(run.id, "alice", NOW + 1)
+    assert (first.state, first.first_approver, first.approved_by) == (
+        RunState.PENDING_APPROVAL, "alice", None)  # fmt: skip
+    with pytest.raises(ConflictError, match="alice has approved it, someone else must"):
+        service.approve(run.id, "alice", NOW + 2)
+    second = service.approve(run.id, "bob", NOW + 3)
+    assert (second.state, second.approved_by) == (RunState.APPROVED, "bob")
+    with pytest.raises(ConflictError, match="already approved by bob"):
+        service.approve(run.id, "carol", NOW + 4)
+    audit = [e.action for e in service.store.list_audit()]
+    assert audit.count("run.approve_first") == 1 and audit.count("run.approve") == 1
