@@ -65,7 +65,7 @@ class LocalDesk:
         if not rule_actions.ticket:
             return None
         if alert.state is AlertState.FIRING:
-            ticket = self._firing(alert, now)
+            ticket = self._firing(alert, now, link_runs=run is None)
             return self.on_run_update(run, now) if run is not None else ticket
         if alert.state is AlertState.RESOLVED:
             return self._resolved(alert, run, now)
@@ -78,10 +78,16 @@ class LocalDesk:
             return None
         return self.store.add_ticket_event(ticket.id, "run", describe_run(run), now)
 
-    def _firing(self, alert: Alert, now: float) -> Ticket:
+    def _firing(self, alert: Alert, now: float, link_runs: bool) -> Ticket:
         ticket = self.store.ticket_for_fingerprint(alert.fingerprint)
         if ticket is None:
-            return self._open(alert, now)
+            opened = self._open(alert, now)
+            # A run of this firing may already exist: created in a cycle whose ticket write
+            # failed (the database went away in between). The ticket still names it.
+            latest = self.store.list_runs(limit=1, fingerprint=alert.fingerprint)
+            if link_runs and latest and latest[0].created_at >= alert.starts_at:
+                return self.on_run_update(latest[0], now) or opened
+            return opened
         text = f"fired again at {iso(alert.starts_at)} (value {_number(alert.value)})"
         counted = self.store.add_occurrence(ticket.id, alert.starts_at, text, now)
         last_level = self.store.ticket_level(ticket.id)

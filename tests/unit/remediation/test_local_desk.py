@@ -8,9 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from agent.config import RuleActions
+from agent.errors import StoreError
 from agent.model import Alert, AlertState, Level, Priority, RemediationRun, RunState, TicketState
 from agent.risk_config import RiskConfig
-from agent.store import Store
+from agent.store import NewRun, Store
 from remediation.tickets.local import LocalDesk
 
 NOW = 1_700_000_000.0  # the make_alert fixture's clock
@@ -167,3 +168,33 @@ def test_the_ticket_carries_the_risk_rating(desk: LocalDesk, make_alert: AlertFa
     assert ticket is not None
     assert "Risk:        high (likelihood likely, impact high; policy approval)" in ticket.body
     assert ticket.priority is Priority.P2
+
+
+def test_a_run_whose_ticket_write_failed_is_named_when_the_ticket_opens(
+    desk: LocalDesk, store: Store, make_alert: AlertFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run was created, then the database went away before the ticket was written; the
+    next cycle sees no new run (one per firing) but the ticket it opens still names it."""
+    alert = make_alert()
+    created = store.create_run(
+        NewRun(fingerprint=alert.fingerprint, activation=alert.starts_at, rule=alert.rule,
+               runbook="clean_directory", target="web1", variables={}, agent="web1",
+               expires_at=NOW + 3600),
+        NOW,
+    )  # fmt: skip
+    assert created is not None
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise StoreError("database is down")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "open_ticket", down)
+        with pytest.raises(StoreError):
+            desk.on_alert(alert, TICKET, created, NOW)
+    ticket = desk.on_alert(alert, TICKET, None, NOW + 15)  # the next cycle: no new run
+    assert ticket is not None
+    assert [e.text for e in ticket.history if e.kind == "run"] == [
+        f"run {created.id} (clean_directory) pending_approval"
+    ]
+    again = desk.on_alert(alert, TICKET, None, NOW + 30)
+    assert again is not None and [e.kind for e in again.history].count("run") == 1
