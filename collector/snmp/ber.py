@@ -286,26 +286,43 @@ def encode_request(
         raise SnmpValueError(f"{pdu_type.name} is not a request")
     if pdu_type is PduType.GET_BULK and version is Version.V1:
         raise SnmpValueError("GetBulk does not exist in SNMPv1")
-    # Written directly rather than through encode_message's Message and Pdu objects, with the
-    # varbind list cached: a walk asks every device of the same model for the same OIDs.
-    body = (
-        _tlv(Tag.INTEGER, _int_bytes(request_id))
-        + _tlv(Tag.INTEGER, _int_bytes(non_repeaters))
-        + _tlv(Tag.INTEGER, _int_bytes(max_repetitions))
-        + _null_varbinds(tuple(map(tuple, oids)))
+    # Written from a cached template rather than through encode_message's Message and Pdu
+    # objects: a walk asks every device of one model for the same OIDs, so only the request-id
+    # (and the lengths, which depend on its size) differ between two requests.
+    request = _int_bytes(request_id)
+    oid_key = tuple(map(tuple, oids))
+    head, tail = _request_template(
+        version, community, pdu_type, oid_key, non_repeaters, max_repetitions, len(request)
     )
+    return head + request + tail
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_template(
+    version: Version,
+    community: bytes,
+    pdu_type: PduType,
+    oids: tuple[tuple[int, ...], ...],
+    non_repeaters: int,
+    max_repetitions: int,
+    id_size: int,
+) -> tuple[bytes, bytes]:
+    """The request's bytes before and after its request-id's content of `id_size` bytes."""
+    rest = (
+        _tlv(Tag.INTEGER, _int_bytes(non_repeaters))
+        + _tlv(Tag.INTEGER, _int_bytes(max_repetitions))
+        + _varbind_list_bytes(VarBind(Oid(o), Tag.NULL, None) for o in oids)
+    )
+    placeholder = bytes(id_size)
+    body = _tlv(Tag.INTEGER, placeholder) + rest
     content = (
         _tlv(Tag.INTEGER, _int_bytes(int(version)))
         + _tlv(Tag.OCTET_STRING, community)
         + _tlv(pdu_type, body)
     )
-    return _tlv(0x30, content)
-
-
-@functools.lru_cache(maxsize=4096)
-def _null_varbinds(oids: tuple[tuple[int, ...], ...]) -> bytes:
-    """The varbind list of a request: each OID with a NULL value."""
-    return _varbind_list_bytes(VarBind(Oid(o), Tag.NULL, None) for o in oids)
+    whole = _tlv(0x30, content)
+    cut = len(whole) - len(rest) - id_size
+    return whole[:cut], whole[cut + id_size :]
 
 
 def _pdu_body(pdu: Pdu) -> bytes:

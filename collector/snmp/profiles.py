@@ -23,7 +23,7 @@ from pydantic import ValidationError, field_validator, model_validator
 from agent.config_base import Strict
 from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
-from exporters.prometheus import go_float, label_text, sample_line, value_text
+from exporters.prometheus import go_float, int_text, label_text, sample_line, value_text
 
 SHIPPED = Path(__file__).parent / "profiles"
 _Rows = list[tuple[tuple[int, ...], VarBind]]
@@ -238,6 +238,7 @@ def render(
         # thirds of a switch's samples, where a call per sample was a fifth of the render.
         plain = metric.type in ("gauge", "counter") and metric.sensor_scale is None
         name, scale = metric.name, metric.scale
+        unscaled = scale == 1.0
         sink = None if lines is None else lines.setdefault(name, [])
         keeping = name in keep
         for index, vb in rows:
@@ -248,7 +249,10 @@ def render(
             if plain and type(raw) is int and vb.tag is not Tag.OBJECT_IDENTIFIER:
                 value = float(raw) * scale
                 if sink is not None and row[2] is not None:
-                    number_text = repr(value) if -_INF < value < 1e6 else go_float(value)
+                    if unscaled:
+                        number_text = int_text(raw)
+                    else:
+                        number_text = repr(value) if -_INF < value < 1e6 else go_float(value)
                     sink.append(f"{name}{row[2]}{number_text}\n")
                     if keeping:
                         keep_append(Sample(name, row[1], value, now))

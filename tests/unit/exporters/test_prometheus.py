@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.model import (
@@ -415,3 +417,10 @@ def test_a_family_of_lines_is_reused_while_its_fragments_are_the_same_objects(
     again = b"".join([b'ifSpeed{target="sw1"} ', b"2.0\n"])  # a new round: a new object
     assert families.render([], {}, {"ifSpeed": [again]}).endswith(b"2.0\n")
     assert calls == ["ifSpeed"]
+
+
+@given(st.one_of(st.integers(-(2**70), 2**70), st.sampled_from(
+    [0, -1, 999_999, 1_000_000, 1_000_001, -1_000_000, 10**15, 2**53 - 1, 2**53, 2**53 + 1,
+     2**64 - 1, 10**21, 12_300_000])))  # fmt: skip
+def test_integers_are_spelled_as_their_float_would_be(n: int) -> None:
+    assert prom.int_text(n) == prom.go_float(float(n))

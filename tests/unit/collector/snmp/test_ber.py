@@ -435,3 +435,28 @@ def test_get_bulk_request_carries_its_parameters() -> None:
     )
     with pytest.raises(SnmpValueError):
         encode_request(Version.V1, b"c", PduType.GET_BULK, 9, [Oid.parse("1.3")], 0, 25)
+
+
+@given(
+    request_id=st.integers(0, 2**31 - 1),
+    community=st.binary(max_size=300),
+    oids=st.lists(
+        st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=20).map(
+            lambda rest: Oid((1, 3, *rest))
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    kind=st.sampled_from([PduType.GET, PduType.GET_NEXT, PduType.GET_BULK]),
+    repetitions=st.integers(0, 2**31 - 1),
+)
+def test_requests_from_the_template_equal_the_message_encoder(
+    request_id: int, community: bytes, oids: list[Oid], kind: PduType, repetitions: int
+) -> None:
+    """The request template (cached per OIDs and id size) writes what encode_message writes."""
+    reps = repetitions if kind is PduType.GET_BULK else 0
+    varbinds = tuple(VarBind(o, Tag.NULL, None) for o in oids)
+    expected = encode_message(
+        Message(Version.V2C, community, Pdu(kind, request_id, 0, reps, varbinds))
+    )
+    assert encode_request(Version.V2C, community, kind, request_id, oids, 0, reps) == expected
