@@ -27,6 +27,7 @@ from exporters.prometheus import go_float, int_text, label_text, sample_line, va
 
 SHIPPED = Path(__file__).parent / "profiles"
 _Rows = list[tuple[tuple[int, ...], VarBind]]
+_NO_VALUE = Tag.NO_SUCH_OBJECT  # this tag and above: the agent has no value (v2 exceptions)
 MetricKind = Literal["gauge", "counter", "DisplayString", "PhysAddress48", "EnumAsInfo"]
 
 
@@ -158,7 +159,7 @@ class Table:
 
     def __init__(self, varbinds: Iterable[VarBind]) -> None:
         # the tag test inline: a property call per varbind was a tenth of building a table
-        self.by_oid = {vb.oid: vb for vb in varbinds if vb.tag < Tag.NO_SUCH_OBJECT}
+        self.by_oid = {vb[0]: vb for vb in varbinds if vb[1] < _NO_VALUE}
         self._keys: list[Oid] | None = None
         self._columns: dict[int, dict[tuple[tuple[int, ...], int], _Rows]] = {}
 
@@ -176,10 +177,12 @@ class Table:
         if buckets is None:
             buckets = self._columns[depth] = {}
             for key, vb in self.by_oid.items():
-                if len(key) > depth:
-                    buckets.setdefault((key[:depth], len(key) - depth), []).append(
-                        (key[depth:], vb)
-                    )
+                width = len(key) - depth
+                if width > 0:
+                    found = buckets.get((key[:depth], width))
+                    if found is None:
+                        found = buckets[(key[:depth], width)] = []
+                    found.append((key[depth:], vb))
         return buckets.get((column, width), [])
 
     def under(self, prefix: Oid) -> Iterator[VarBind]:
