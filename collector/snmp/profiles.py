@@ -177,11 +177,11 @@ class Table:
         if buckets is None:
             buckets = self._columns[depth] = {}
             for key, vb in self.by_oid.items():
-                width = len(key) - depth
-                if width > 0:
-                    found = buckets.get((key[:depth], width))
+                size = len(key) - depth
+                if size > 0:
+                    found = buckets.get((key[:depth], size))
                     if found is None:
-                        found = buckets[(key[:depth], width)] = []
+                        found = buckets[(key[:depth], size)] = []
                     found.append((key[depth:], vb))
         return buckets.get((column, width), [])
 
