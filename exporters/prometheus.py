@@ -17,6 +17,7 @@ label names) is left to prometheus_client, family by family.
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
 import re
@@ -36,6 +37,7 @@ from prometheus_client.registry import Collector
 from agent.model import Alert, AlertState, Labels, MetricMeta, MetricType, Priority, Sample
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+log = logging.getLogger(__name__)
 
 _AGENT_METRICS = {
     "opswatch_alert": "Active alerts (1 per pending or firing alert), Prometheus ALERTS style.",
@@ -318,7 +320,12 @@ class FamilyTexts:
             known, info = old.pop(name, None), meta.get(name)
             if known is None or not known.fits(info, family, lines):
                 if lines and info is not None and info.type is MetricType.COUNTER:
-                    raise ValueError(f"pre-rendered lines for counter family {name}")
+                    # Two collectors claim one name with different types (a profile metric
+                    # named like a host counter): the lines would carry the wrong name. The
+                    # scrape goes on without them, and says why.
+                    log.warning("%d polled lines of counter family %s dropped: two collectors "
+                                "name it with different types", len(lines), name)  # fmt: skip
+                    lines = ()
                 try:
                     head = render_family(name, info, family, labels)
                 except _Unrenderable:

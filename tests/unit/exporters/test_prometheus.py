@@ -392,10 +392,13 @@ def test_a_line_the_direct_renderer_cannot_vouch_for_is_refused(name: str, label
         prom.sample_line(name, labels, 1.0)
 
 
-def test_lines_are_refused_for_a_counter_family() -> None:
+def test_lines_for_a_counter_family_are_dropped_with_a_warning_not_a_failed_scrape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     meta = {"c_total": MetricMeta("c_total", MetricType.COUNTER, "count")}
-    with pytest.raises(ValueError, match="counter"):
-        prom.FamilyTexts().render([], meta, {"c_total": [b"c_total 1.0\n"]})
+    page = prom.FamilyTexts().render([sample("c_total", 2.0, 1.0)], meta, {"c_total": [b"c 1\n"]})
+    assert page == b"# HELP c_total count\n# TYPE c_total counter\nc_total 2.0\n"
+    assert "counter family c_total dropped" in caplog.text
 
 
 def test_a_family_of_lines_is_reused_while_its_fragments_are_the_same_objects(
