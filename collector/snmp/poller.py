@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import socket
@@ -273,6 +274,9 @@ class SnmpPoller:
                 usm = self._usm[target.credential] = _counting_usm(self._max_repetitions)
                 await usm.open()
             v3 = target.v3
+            host = await _resolved(v3.host, v3.port)  # a name: looked up once a poll
+            if host != v3.host:
+                v3 = dataclasses.replace(v3, host=host)
             return (lambda oids: usm.get(v3, oids)), (lambda root: usm.walk(v3, root))
         assert self._client is not None
         client, v2 = self._client, await _v2_target(target)
@@ -386,15 +390,20 @@ def _loop_deadline(monotonic_deadline: float) -> float:
     return loop.time() + (monotonic_deadline - time.monotonic())
 
 
-async def _v2_target(target: PollTarget) -> Target:
-    host = target.address
+async def _resolved(host: str, port: int) -> str:
+    """`host` as an IPv4 address; a name is resolved each poll, so a DNS change needs no restart."""
     try:
         ipaddress.IPv4Address(host)
-    except ValueError:  # a name: resolved each poll, so a DNS change needs no restart
+    except ValueError:
         infos = await asyncio.get_running_loop().getaddrinfo(
-            host, target.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
         )
-        host = str(infos[0][4][0])
+        return str(infos[0][4][0])
+    return host
+
+
+async def _v2_target(target: PollTarget) -> Target:
+    host = await _resolved(target.address, target.port)
     version: Literal["1", "2c"] = "1" if target.version == "1" else "2c"
     return Target(host, target.port, version, target.community, target.timeout, target.retries)
 

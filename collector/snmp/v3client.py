@@ -173,7 +173,9 @@ class FastUsmClient:
         if target.user.engine_id is None and self._transport is not None:
             try:
                 return await self._request(target, kind, oids)
-            except _NoAnswer as why:
+            except SnmpResponseError:
+                raise  # the agent's own answer (tooBig...): pysnmp would get the same
+            except Exception as why:  # anything else: pysnmp asks again and says what is wrong
                 log.debug("v3 request to %s through pysnmp: %s", target.host, why)
                 self._engines.pop(_key(target), None)  # discover again next time
         self.fallbacks += 1
@@ -190,13 +192,21 @@ class FastUsmClient:
         varbinds = tuple(VarBind(o, Tag.NULL, None) for o in oids)
         user = target.user
         flags = engine.user.level | FLAG_REPORTABLE
-        msg_id = self._new_id()
-        scoped = scoped_pdu(
-            engine.engine_id, user.context.encode(), Pdu(pdu_type, msg_id, 0, reps, varbinds)
-        )
-        header = Header(engine.engine_id, engine.boots, engine.now(), msg_id, flags)
-        message = encode_v3(header, user.user.encode(), engine.user, scoped)
-        _, pdu = await self._exchange(target, msg_id, message, engine.user)
+        for attempt in range(2):
+            msg_id = self._new_id()
+            scoped = scoped_pdu(
+                engine.engine_id, user.context.encode(), Pdu(pdu_type, msg_id, 0, reps, varbinds)
+            )
+            header = Header(engine.engine_id, engine.boots, engine.now(), msg_id, flags)
+            message = encode_v3(header, user.user.encode(), engine.user, scoped)
+            answer, pdu = await self._exchange(target, msg_id, message, engine.user)
+            if attempt == 0 and _not_in_time_window(pdu) and engine.user.auth:
+                # The agent rebooted, or told us boots/time 0 at discovery: its authenticated
+                # Report carries the clock to use (RFC 3414 3.2 7b). Once, then pysnmp.
+                engine.boots, engine.engine_time = answer.boots, answer.engine_time
+                engine.read_at = time.monotonic()
+                continue
+            break
         if pdu.type is not PduType.RESPONSE:
             raise _NoAnswer(f"{pdu.type.name} {[str(vb.oid) for vb in pdu.varbinds]}")
         if pdu.error_status == _AUTHORIZATION_ERROR:
@@ -315,6 +325,13 @@ def _open(message: Any, user: LocalUser | None) -> Pdu:
         except Exception as exc:  # trap_usm's rejection of a bad salt or length
             raise _NoAnswer("cannot decrypt") from exc
     return parse_scoped_pdu(plain)[2]
+
+
+_NOT_IN_TIME_WINDOW = Oid((1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0))  # usmStatsNotInTimeWindows.0
+
+
+def _not_in_time_window(pdu: Pdu) -> bool:
+    return pdu.type is PduType.REPORT and any(vb.oid == _NOT_IN_TIME_WINDOW for vb in pdu.varbinds)
 
 
 def _expire(future: asyncio.Future[tuple[Any, Pdu]]) -> None:

@@ -104,3 +104,28 @@ def test_a_silent_port_times_out_through_pysnmp() -> None:
 
     with pytest.raises(SnmpTimeout):
         asyncio.run(asyncio.wait_for(job(), 30))
+
+
+def test_a_target_named_by_hostname_is_polled_on_our_path(snmpd: Snmpd) -> None:
+    """The name is looked up once a poll; the answers then come from the address asked."""
+    from collector.snmp.poller import PollTarget, SnmpPoller
+    from collector.snmp.profiles import available_profiles
+
+    usm_user = user(V3_USERS[1])
+    target = PollTarget(
+        "by-name", "localhost", (available_profiles()["system"],), port=snmpd.port,
+        v3=V3Target("localhost", usm_user, snmpd.port, timeout=0.5, retries=0),
+        credential="lab-v3",
+    )  # fmt: skip
+    poller = SnmpPoller([target], timeout=20)
+
+    async def job() -> tuple[list[Any], int]:
+        try:
+            samples = await poller.acollect(0.0)
+            return samples, poller._usm["lab-v3"].fallbacks
+        finally:
+            poller.close()
+
+    samples, fallbacks = run(job())
+    assert [s.value for s in samples if s.name == "opswatch_snmp_up"] == [1.0]
+    assert fallbacks == 0
