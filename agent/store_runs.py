@@ -158,6 +158,12 @@ class RunsMixin(StoreBase):
             if not rows:
                 rows = self._update(conn, first, {"first_approver": actor}, now)
                 action, note = "run.approve_first", "first of two approvals"
+            if not rows:
+                # On PostgreSQL another approver's first approval may have committed while
+                # this one waited on the row: asked again, the run now needs just this one.
+                rows = self._update(conn, complete, {"state": RunState.APPROVED.value,
+                                                     "approved_by": actor}, now)  # fmt: skip
+                action, note = "run.approve", None
             if rows:
                 entry = AuditEntry(now, actor, action, f"run/{run_id}", {"reason": note})
                 self._decide(conn, run_id, actor, "approved", note, now)

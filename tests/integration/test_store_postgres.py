@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -99,6 +100,21 @@ def test_approvers_racing_from_several_processes_approve_exactly_once(
     losers = [outcome for _, outcome in results if outcome != "ok"]
     assert losers == [f"run {run.id} is already approved by {winners[0]}"] * 5
     assert [a.actor for a in store.approvals(run.id)] == winners
+
+
+def test_two_approvers_racing_from_two_processes_give_one_first_and_one_second(
+    store: Store, postgres_url: str
+) -> None:
+    """Under READ COMMITTED the second approver's first-approval UPDATE waits for the first
+    one's row lock and then matches nothing: it must still end as the second approval."""
+    for n in range(8):  # a race: several rounds, each a new run
+        made = store.create_run(replace(new_run(activation=NOW + n), approvals_needed=2), NOW)
+        assert made is not None
+        assert sorted(race(postgres_url, made.id, ["alice", "bob"])) == [
+            ("alice", "ok"), ("bob", "ok")]  # fmt: skip
+        run = store.get_run(made.id)
+        assert run is not None and run.state is RunState.APPROVED
+        assert {run.first_approver, run.approved_by} == {"alice", "bob"}
 
 
 def test_lifecycle_and_tickets_on_postgres(store: Store) -> None:
