@@ -71,10 +71,7 @@ class RunService:
         if alert.state is not AlertState.FIRING or actions.runbook is None:
             return None
         decision = policy.decide(alert, actions)
-        if decision.why:
-            log.info("remediation held back by policy: %s", decision.why,
-                     extra={"fingerprint": alert.fingerprint, "rule": alert.rule})  # fmt: skip
-        if not decision.run:
+        if not decision.run:  # ticket_only: its ticket shows the policy (remediation: ticket_only)
             return None
         try:
             self.runbooks.config(actions.runbook)
@@ -85,9 +82,10 @@ class RunService:
             self._new_run(alert, actions, actions.runbook, now, decision.approvals), now
         )
         run = self.store.create_run(new, now) if new is not None else None
-        if run is not None:
+        if run is not None:  # once per firing: the policy's word goes with it
             log.info("run created", extra={"run": run.id, "runbook": run.runbook,
-                                           "state": run.state.value, "rule": run.rule})  # fmt: skip
+                                           "state": run.state.value, "rule": run.rule,
+                                           "held_back": decision.why or None})  # fmt: skip
         return run
 
     def _new_run(

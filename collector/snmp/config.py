@@ -29,6 +29,7 @@ from collector.snmp.v3model import AuthProtocol, PrivProtocol
 
 Loc = tuple[str | int, ...]
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def _version(value: object) -> str:
@@ -158,6 +159,20 @@ class TargetConfig(Strict):
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise PydanticCustomError("name", "target name may use letters, digits and _.:- only")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for label in value:
+            if label == "target":
+                raise PydanticCustomError(
+                    "labels", "'target' is the target's name, set by OpsWatch: pick another label"
+                )
+            if not _LABEL.match(label) or label.startswith("__"):
+                raise PydanticCustomError(
+                    "labels", f"{label!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                )
         return value
 
 

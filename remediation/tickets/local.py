@@ -81,11 +81,12 @@ class LocalDesk:
     def _firing(self, alert: Alert, now: float, link_runs: bool) -> Ticket:
         ticket = self.store.ticket_for_fingerprint(alert.fingerprint)
         if ticket is None:
-            opened = self._open(alert, now)
+            opened, ours = self._open(alert, now)
             # A run of this firing may already exist: created in a cycle whose ticket write
-            # failed (the database went away in between). The ticket still names it.
+            # failed (the database went away in between). The ticket still names it, unless
+            # another writer opened the ticket (and named the run) first.
             latest = self.store.list_runs(limit=1, fingerprint=alert.fingerprint)
-            if link_runs and latest and latest[0].created_at >= alert.starts_at:
+            if ours and link_runs and latest and latest[0].created_at >= alert.starts_at:
                 return self.on_run_update(latest[0], now) or opened
             return opened
         text = f"fired again at {iso(alert.starts_at)} (value {_number(alert.value)})"
@@ -96,7 +97,8 @@ class LocalDesk:
             return self.store.add_ticket_event(ticket.id, "level", text, now, level=alert.level)
         return counted or ticket
 
-    def _open(self, alert: Alert, now: float) -> Ticket:
+    def _open(self, alert: Alert, now: float) -> tuple[Ticket, bool]:
+        """The alert's new ticket, and False if another writer had just opened it."""
         previous = self.store.ticket_for_fingerprint(alert.fingerprint, open_only=False)
         priority = alert.priority  # set by the risk matrix
         sla = self.priorities[priority]
@@ -115,9 +117,9 @@ class LocalDesk:
             found = self.store.ticket_for_fingerprint(alert.fingerprint)
             if found is None:
                 raise
-            return found
+            return found, False
         log.info("ticket opened", extra={"ticket": ticket.id, "priority": priority.value})
-        return ticket
+        return ticket, True
 
     def _resolved(self, alert: Alert, run: RemediationRun | None, now: float) -> Ticket | None:
         ticket = self.store.ticket_for_fingerprint(alert.fingerprint)

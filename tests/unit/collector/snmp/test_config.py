@@ -105,3 +105,17 @@ def test_broken_user_profile_is_reported_not_raised(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("name: bad\nmetrics:\n  - {name: x, oid: not.an.oid}\n")
     with pytest.raises(ValidationError, match=r"profiles_dir: profile .*bad.yaml"):
         section(f"profiles_dir: {tmp_path}")
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ("{target: other}", "'target' is the target's name"),
+        ("{bad-label: x}", "'bad-label' is not a Prometheus label name"),
+        ("{__meta: x}", "'__meta' is not a Prometheus label name"),
+    ],
+)
+def test_target_labels_are_label_names_and_never_target(labels: str, message: str) -> None:
+    """Two targets relabelled to one `target` would give duplicate series: refused up front."""
+    with pytest.raises(ValidationError, match=message):
+        section(GOOD.replace("labels: {criticality: high}", f"labels: {labels}"))
