@@ -7,7 +7,7 @@ v1/v2c, pysnmp for v3), so collectors and the trap receiver never see pyasn1 obj
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -141,3 +141,23 @@ def take_page(page: list[VarBind], root: Oid, current: Oid, out: list[VarBind]) 
         out.append(vb)
         current = vb.oid
     return False
+
+
+async def bulk_walk(
+    next_page: Callable[[Oid], Awaitable[list[VarBind]]], root: Oid, limit: int, host: str
+) -> list[VarBind]:
+    """Every varbind under `root`, asking `next_page(after)` until the subtree ends.
+
+    Bounded: every page must move forward (`take_page`) and the total is capped at `limit`.
+    """
+    out: list[VarBind] = []
+    current = root
+    while True:
+        page = await next_page(current)
+        if not page:
+            raise SnmpError(f"{host}: empty response to a walk request")
+        if take_page(page, root, current, out):
+            return out
+        current = out[-1].oid
+        if len(out) > limit:
+            raise SnmpError(f"{host}: walk of {root} exceeds {limit}")

@@ -23,7 +23,7 @@ from collector.snmp.errors import (
     SnmpResponseError,
     SnmpTimeout,
 )
-from collector.snmp.model import Oid, Tag, Value, VarBind, take_page
+from collector.snmp.model import Oid, Tag, Value, VarBind, bulk_walk
 from collector.snmp.v3model import AuthProtocol, PrivProtocol, UsmUser, V3Target
 
 __all__ = ["AuthProtocol", "PrivProtocol", "UsmClient", "UsmUser", "V3Target"]
@@ -93,18 +93,11 @@ class UsmClient:
 
     async def walk(self, target: V3Target, root: Sequence[int]) -> list[VarBind]:
         """Every varbind under `root`, by GetBulk pages."""
-        root = Oid(root)
-        out: list[VarBind] = []
-        current = root
-        while True:  # ends: every page must move forward and the total is capped
-            page = await self.request(target, "bulk", [current])
-            if not page:
-                raise SnmpError(f"{target.host}: empty response to a walk request")
-            if take_page(page, root, current, out):
-                return out
-            current = out[-1].oid
-            if len(out) > self._max_walk_varbinds:
-                raise SnmpError(f"{target.host}: walk of {root} exceeds {self._max_walk_varbinds}")
+
+        async def next_page(after: Oid) -> list[VarBind]:
+            return await self.request(target, "bulk", [after])
+
+        return await bulk_walk(next_page, Oid(root), self._max_walk_varbinds, target.host)
 
     async def request(self, target: V3Target, kind: str, oids: list[Oid]) -> list[VarBind]:
         """One GET (`kind` "get") or GetBulk ("bulk") request; errors say what is wrong."""

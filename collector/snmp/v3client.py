@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from collector.snmp.errors import SnmpDecodeError, SnmpError, SnmpResponseError
-from collector.snmp.model import Oid, Pdu, PduType, Tag, VarBind, take_page
+from collector.snmp.model import Oid, Pdu, PduType, Tag, VarBind, bulk_walk
 from collector.snmp.trap_usm import (
     AUTH,
     FLAG_AUTH,
@@ -155,18 +155,11 @@ class FastUsmClient:
 
     async def walk(self, target: V3Target, root: Sequence[int]) -> list[VarBind]:
         """Every varbind under `root`, by GetBulk pages."""
-        root = Oid(root)
-        out: list[VarBind] = []
-        current = root
-        while True:  # ends: every page must move forward and the total is capped
-            page = await self.request(target, "bulk", [current])
-            if not page:
-                raise SnmpError(f"{target.host}: empty response to a walk request")
-            if take_page(page, root, current, out):
-                return out
-            current = out[-1].oid
-            if len(out) > self._max_walk_varbinds:
-                raise SnmpError(f"{target.host}: walk of {root} exceeds {self._max_walk_varbinds}")
+
+        async def next_page(after: Oid) -> list[VarBind]:
+            return await self.request(target, "bulk", [after])
+
+        return await bulk_walk(next_page, Oid(root), self._max_walk_varbinds, target.host)
 
     async def request(self, target: V3Target, kind: str, oids: list[Oid]) -> list[VarBind]:
         """One GET or GetBulk; pysnmp answers it (or says why not) if our path cannot."""

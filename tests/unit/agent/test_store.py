@@ -196,9 +196,9 @@ def _approve_with_own_store(url: str, run_id: str, actor: str, start: object, ou
         out.put((actor, f"error: {exc!r}"))  # type: ignore[attr-defined]
 
 
-def test_racing_threads_with_separate_stores_approve_exactly_once(store: Store, url: str) -> None:
-    run_id = pending(store)
-    start = threading.Barrier(8)
+def _race_threads(url: str, run_id: str, actors: list[str]) -> list[tuple[str, str]]:
+    """Each actor approves `run_id` from its own thread and Store, all released at once."""
+    start = threading.Barrier(len(actors))
     results: list[tuple[str, str]] = []
 
     class Out:
@@ -210,15 +210,19 @@ def test_racing_threads_with_separate_stores_approve_exactly_once(store: Store, 
             start.wait()
 
     threads = [
-        threading.Thread(
-            target=_approve_with_own_store, args=(url, run_id, f"op{i}", Start(), Out())
-        )
-        for i in range(8)
+        threading.Thread(target=_approve_with_own_store, args=(url, run_id, a, Start(), Out()))
+        for a in actors
     ]
     for th in threads:
         th.start()
     for th in threads:
         th.join(30)
+    return results
+
+
+def test_racing_threads_with_separate_stores_approve_exactly_once(store: Store, url: str) -> None:
+    run_id = pending(store)
+    results = _race_threads(url, run_id, [f"op{i}" for i in range(8)])
     winners = [actor for actor, outcome in results if outcome == "ok"]
     assert len(results) == 8 and len(winners) == 1
     assert all(f"already approved by {winners[0]}" in o for _, o in results if o != "ok")
@@ -229,25 +233,7 @@ def test_racing_approvers_of_a_two_approver_run_give_one_first_and_one_second(
     store: Store, url: str
 ) -> None:
     run_id = pending(store, approvals_needed=2)
-    start = threading.Barrier(2)
-    results: list[tuple[str, str]] = []
-
-    class Out:
-        def put(self, item: tuple[str, str]) -> None:
-            results.append(item)
-
-    class Start:
-        def wait(self) -> None:
-            start.wait()
-
-    threads = [
-        threading.Thread(target=_approve_with_own_store, args=(url, run_id, who, Start(), Out()))
-        for who in ("alice", "bob")
-    ]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(30)
+    results = _race_threads(url, run_id, ["alice", "bob"])
     assert sorted(results) == [("alice", "ok"), ("bob", "ok")]
     run = store.get_run(run_id)
     assert run is not None and run.state is RunState.APPROVED
