@@ -233,11 +233,8 @@ def sample_line(name: str, labels: Labels, value: float) -> str:
     a name or labels the direct renderer cannot vouch for, so the caller keeps a `Sample`.
     """
     if _METRIC_NAME.fullmatch(name) is None:
-        raise ValueError(f"metric name {name!r} needs prometheus_client's escaping")
-    try:
-        return f"{name}{label_text(labels)}{value_text(value)}\n"
-    except _Unrenderable as exc:
-        raise ValueError(f"label {exc} needs prometheus_client's escaping") from None
+        raise _Unrenderable(name)
+    return f"{name}{label_text(labels)}{value_text(value)}\n"
 
 
 def render_family(
@@ -266,13 +263,7 @@ def render_family(
         text = cached(s.labels)
         if text is None:
             text = labels[s.labels] = label_text(s.labels)
-        value = s.value
-        # A float below 1e6 (and not -Inf or NaN) is spelled as repr spells it: go_float's
-        # answer without its call, for most values of a poll.
-        if type(value) is float and -_INF < value < 1e6:
-            append(f"{name}{text}{value!r}\n")
-        else:
-            append(f"{name}{text}{go_float(value)}\n")
+        append(f"{name}{text}{value_text(s.value)}\n")
     return "".join(out).encode("utf-8")
 
 

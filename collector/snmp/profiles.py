@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -23,7 +22,7 @@ from pydantic import ValidationError, field_validator, model_validator
 from agent.config_base import Strict
 from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
-from exporters.prometheus import go_float, int_text, label_text, sample_line, value_text
+from exporters.prometheus import int_text, label_text, sample_line, value_text
 
 SHIPPED = Path(__file__).parent / "profiles"
 _Rows = list[tuple[tuple[int, ...], VarBind]]
@@ -200,7 +199,6 @@ _RowKey = tuple[tuple[str, ...], tuple[str, ...]]
 """A row's labels depend on the lookups and index names a metric uses, and on the index."""
 _Row = tuple[dict[str, str], Labels, str | None]
 """A row's labels as a dict and as `Labels`, and their exposition text (None: not writable)."""
-_INF = math.inf
 
 
 def render(
@@ -220,9 +218,11 @@ def render(
     A switch's 2,000 series then cost a formatted line each, not a `Sample` object that the
     exporter formats again.
     """
+    if lines is not None and keep and kept is None:
+        raise ValueError("render: samples to keep need a `kept` list")  # else written twice
+    kept = [] if kept is None else kept
     out: list[Sample] = []
     append = out.append
-    keep_append = out.append if kept is None else kept.append
     base_labels = dict(base)
     # A row's labels (target, ifIndex, ifName, ifDescr, ifAlias) are the same for each of its
     # ~40 metrics: look them up, sort them and format them once per row, and hand every numeric
@@ -252,13 +252,10 @@ def render(
             if plain and type(raw) is int and vb.tag is not Tag.OBJECT_IDENTIFIER:
                 value = float(raw) * scale
                 if sink is not None and row[2] is not None:
-                    if unscaled:
-                        number_text = int_text(raw)
-                    else:
-                        number_text = repr(value) if -_INF < value < 1e6 else go_float(value)
+                    number_text = int_text(raw) if unscaled else value_text(value)
                     sink.append(f"{name}{row[2]}{number_text}\n")
                     if keeping:
-                        keep_append(Sample(name, row[1], value, now))
+                        kept.append(Sample(name, row[1], value, now))
                     continue
                 append(Sample(name, row[1], value, now))
                 continue
@@ -268,7 +265,7 @@ def render(
             if lines is None or not write_line(sample, lines):
                 append(sample)
             elif sample.name in keep:
-                keep_append(sample)
+                kept.append(sample)
     return out
 
 
