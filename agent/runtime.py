@@ -35,7 +35,6 @@ from agent.store import Store
 from collector.host import build_host_collectors
 from collector.snmp.poller import build_snmp_collectors
 from exporters.prometheus import MetricsExporter, Snapshot
-from remediation import policy
 from remediation.runbook import RunbookExecutor
 from remediation.runs import RunService
 from remediation.tickets.local import LocalDesk
@@ -321,8 +320,6 @@ class Agent:
             # inhibited alert: evaluated and exported, but no run and no ticket.
             return
         run = self.runs.on_alert(alert, actions, now) if firing else None
-        if policy.decide(alert, actions).ticket and not actions.ticket:
-            actions = actions.model_copy(update={"ticket": True})  # ticket_only opens one
         self.desk.on_alert(alert, actions, run, now)
 
     def _refresh_counts(self) -> None:

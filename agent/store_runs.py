@@ -151,9 +151,9 @@ class RunsMixin(StoreBase):
             and_(_RUN.first_approver.is_not(None), _RUN.first_approver != actor),
         ))  # fmt: skip
         first = and_(pending, _RUN.approvals_needed >= 2, _RUN.first_approver.is_(None))
+        approved = {"state": RunState.APPROVED.value, "approved_by": actor}
         with self._tx() as conn:
-            rows = self._update(conn, complete, {"state": RunState.APPROVED.value,
-                                                 "approved_by": actor}, now)  # fmt: skip
+            rows = self._update(conn, complete, approved, now)
             action, note = "run.approve", None
             if not rows:
                 rows = self._update(conn, first, {"first_approver": actor}, now)
@@ -161,8 +161,7 @@ class RunsMixin(StoreBase):
             if not rows:
                 # On PostgreSQL another approver's first approval may have committed while
                 # this one waited on the row: asked again, the run now needs just this one.
-                rows = self._update(conn, complete, {"state": RunState.APPROVED.value,
-                                                     "approved_by": actor}, now)  # fmt: skip
+                rows = self._update(conn, complete, approved, now)
                 action, note = "run.approve", None
             if rows:
                 entry = AuditEntry(now, actor, action, f"run/{run_id}", {"reason": note})

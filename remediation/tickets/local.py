@@ -18,6 +18,7 @@ from agent.model import Alert, AlertState, Priority, RemediationRun, Ticket, Tic
 from agent.rules import format_value
 from agent.store import NewTicket, Store
 from agent.store_runs import iso
+from remediation import policy
 from remediation.runbook import summary_of
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,12 @@ class LocalDesk:
     def on_alert(
         self, alert: Alert, rule_actions: RuleActions, run: RemediationRun | None, now: float
     ) -> Ticket | None:
-        """Open, count or resolve the ticket of this alert; the ticket touched, if any."""
-        if not rule_actions.ticket:
+        """Open, count or resolve the ticket of this alert; the ticket touched, if any.
+
+        Whether it has one is the rule's `ticket` bounded by the alert's policy: `ticket_only`
+        opens one even when the rule does not ask (remediation.policy).
+        """
+        if not policy.decide(alert, rule_actions).ticket:
             return None
         if alert.state is AlertState.FIRING:
             ticket = self._firing(alert, now, link_runs=run is None)

@@ -198,3 +198,17 @@ def test_a_run_whose_ticket_write_failed_is_named_when_the_ticket_opens(
     ]
     again = desk.on_alert(alert, TICKET, None, NOW + 30)
     assert again is not None and [e.kind for e in again.history].count("run") == 1
+
+
+def test_ticket_only_opens_and_resolves_a_ticket_the_rule_did_not_ask_for(
+    desk: LocalDesk, make_alert: AlertFactory
+) -> None:
+    no_ticket = RuleActions(runbook="clean_directory")
+    assert desk.on_alert(make_alert(policy="auto"), no_ticket, None, NOW) is None
+    opened = desk.on_alert(make_alert(policy="ticket_only"), no_ticket, None, NOW)
+    assert opened is not None and opened.state is TicketState.OPEN
+    done = desk.on_alert(
+        make_alert(AlertState.RESOLVED, policy="ticket_only", ends_at=NOW + 60), no_ticket, None,
+        NOW + 60,
+    )  # fmt: skip
+    assert done is not None and done.state is TicketState.RESOLVED
