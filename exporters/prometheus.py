@@ -140,6 +140,11 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _KNOWN_LABEL_NAMES: set[str] = set()
 """Label names already checked against `_LABEL_NAME`; they come from code and profiles, few."""
 _MAX_KNOWN_LABEL_NAMES = 10_000
+
+
+def usable_label_name(name: str) -> bool:
+    """A label name the text format carries and Prometheus keeps (no `__` prefix: reserved)."""
+    return _LABEL_NAME.fullmatch(name) is not None and not name.startswith("__")
 _INF = math.inf
 
 
@@ -333,7 +338,7 @@ def _alert_labels(alert: Alert) -> dict[str, str]:
     labels = {
         k: v
         for k, v in alert.labels
-        if k not in _RESERVED and _LABEL_NAME.fullmatch(k) and not k.startswith("__")
+        if k not in _RESERVED and usable_label_name(k)
     }
     labels.update(
         alertname=alert.rule,

@@ -26,10 +26,10 @@ from pydantic_core import PydanticCustomError
 from agent.config_base import Duration, Secret, Strict
 from collector.snmp.profiles import available_profiles
 from collector.snmp.v3model import AuthProtocol, PrivProtocol
+from exporters.prometheus import usable_label_name
 
 Loc = tuple[str | int, ...]
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def _version(value: object) -> str:
@@ -169,7 +169,7 @@ class TargetConfig(Strict):
                 raise PydanticCustomError(
                     "labels", "'target' is the target's name, set by OpsWatch: pick another label"
                 )
-            if not _LABEL.match(label) or label.startswith("__"):
+            if not usable_label_name(label):
                 raise PydanticCustomError(
                     "labels", f"{label!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
                 )

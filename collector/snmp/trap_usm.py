@@ -101,27 +101,40 @@ class LocalUser:
         return (FLAG_AUTH if self.auth else 0) | (FLAG_PRIV if self.priv else 0)
 
 
-class _KeyCache:
+class KeyCache:
     """Ku per (passphrase, hash): the megabyte hash is done once, not once per engine."""
 
     def __init__(self) -> None:
         self._ku: dict[tuple[bytes, str], bytes] = {}
 
     def localized(self, user: TrapUser, engine_id: bytes) -> LocalUser:
-        if user.auth_protocol is None or user.auth_key is None:
-            return LocalUser(user.name.encode(), None, None, b"", b"")
-        hash_name = AUTH[user.auth_protocol][0]
-        auth_key = localize(
-            self._get(user.auth_key.get_secret_value(), hash_name), engine_id, hash_name
+        """A trap receiver's user with its keys localized to `engine_id`."""
+        auth_key = user.auth_key.get_secret_value() if user.auth_key else None
+        priv_key = user.priv_key.get_secret_value() if user.priv_key else None
+        return self.localize_user(
+            user.name, user.auth_protocol, auth_key, user.priv_protocol, priv_key, engine_id
         )
-        priv_key = b""
-        if user.priv_protocol is not None and user.priv_key is not None:
-            kul = localize(
-                self._get(user.priv_key.get_secret_value(), hash_name), engine_id, hash_name
-            )
-            priv_key = extend_priv_key(user.priv_protocol, kul, engine_id, hash_name)
+
+    def localize_user(
+        self,
+        name: str,
+        auth: str | None,
+        auth_key: str | None,
+        priv: str | None,
+        priv_key: str | None,
+        engine_id: bytes,
+    ) -> LocalUser:
+        """Keys of one user for one engine; protocols as trap_config names them (`sha-256`)."""
+        if auth is None or auth_key is None:
+            return LocalUser(name.encode(), None, None, b"", b"")
+        hash_name = AUTH[auth][0]
+        localized_auth = localize(self._get(auth_key, hash_name), engine_id, hash_name)
+        localized_priv = b""
+        if priv is not None and priv_key is not None:
+            kul = localize(self._get(priv_key, hash_name), engine_id, hash_name)
+            localized_priv = extend_priv_key(priv, kul, engine_id, hash_name)
         return LocalUser(
-            user.name.encode(), user.auth_protocol, user.priv_protocol, auth_key, priv_key
+            name.encode(), auth, priv if localized_priv else None, localized_auth, localized_priv
         )
 
     def _get(self, password: str, hash_name: str) -> bytes:
@@ -338,7 +351,7 @@ class Usm:
         self.boots = max(1, min(boots, MAX_BOOTS - 1))
         self._uptime = uptime
         self._started = uptime()
-        cache = _KeyCache()
+        cache = KeyCache()
         self._inform_users = {}
         for user in reversed(users):  # the first entry of a name wins
             self._inform_users[user.name.encode()] = cache.localized(user, engine_id)

@@ -28,20 +28,17 @@ from typing import Any, Protocol
 from collector.snmp.errors import SnmpDecodeError, SnmpError, SnmpResponseError
 from collector.snmp.model import Oid, Pdu, PduType, Tag, VarBind, bulk_walk
 from collector.snmp.trap_usm import (
-    AUTH,
     FLAG_AUTH,
     FLAG_PRIV,
     FLAG_REPORTABLE,
     Header,
+    KeyCache,
     LocalUser,
     decrypt,
     digest,
     encode_v3,
-    extend_priv_key,
-    localize,
     parse_message,
     parse_scoped_pdu,
-    password_to_key,
     scoped_pdu,
 )
 from collector.snmp.v3model import UsmUser, V3Target
@@ -122,7 +119,7 @@ class FastUsmClient:
         self._max_walk_varbinds = max_walk_varbinds
         self._on_send = on_send or (lambda: None)
         self._engines: dict[tuple[str, int, str], _Engine] = {}
-        self._ku: dict[tuple[str, str], bytes] = {}  # the megabyte hash once per passphrase
+        self._keys = KeyCache()  # the megabyte hash once per passphrase, not per engine
         self._waiting: dict[int, _Waiting] = {}
         self._last_id = secrets.randbelow(_MAX_ID)
         self._transport: asyncio.DatagramTransport | None = None
@@ -270,23 +267,14 @@ class FastUsmClient:
         waiting.future.set_result((message, pdu))
 
     def _localized(self, user: UsmUser, engine_id: bytes) -> LocalUser:
-        if user.auth_protocol is None or user.auth_key is None:
-            return LocalUser(user.user.encode(), None, None, b"", b"")
-        auth = _AUTH_NAMES[user.auth_protocol]
-        hash_name = AUTH[auth][0]
-        auth_key = localize(self._key(user.auth_key, hash_name), engine_id, hash_name)
-        priv, priv_key = None, b""
-        if user.priv_protocol is not None and user.priv_key is not None:
-            priv = _PRIV_NAMES[user.priv_protocol]
-            kul = localize(self._key(user.priv_key, hash_name), engine_id, hash_name)
-            priv_key = extend_priv_key(priv, kul, engine_id, hash_name)
-        return LocalUser(user.user.encode(), auth, priv, auth_key, priv_key)
-
-    def _key(self, passphrase: str, hash_name: str) -> bytes:
-        ku = self._ku.get((passphrase, hash_name))
-        if ku is None:
-            ku = self._ku[(passphrase, hash_name)] = password_to_key(passphrase.encode(), hash_name)
-        return ku
+        return self._keys.localize_user(
+            user.user,
+            _AUTH_NAMES[user.auth_protocol] if user.auth_protocol else None,
+            user.auth_key,
+            _PRIV_NAMES[user.priv_protocol] if user.priv_protocol else None,
+            user.priv_key,
+            engine_id,
+        )
 
     def _new_id(self) -> int:
         for _ in range(len(self._waiting) + 1):  # wraps within 1..2^31-1, skipping ids in use
