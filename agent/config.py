@@ -25,12 +25,12 @@ from agent.config_base import (
     Strict,
     _check_regex,
     _collect_secrets,
-    _read_secret_file,
     _url_password,
     check_expr,
     check_rule_name,
     parse_duration,
     parse_size,
+    read_secret_file,
 )
 from agent.config_load import Loc, read_yaml, validate
 from agent.errors import ConfigError, ConfigProblem
@@ -109,7 +109,7 @@ class DatabaseConfig(Strict):
         if self.url is not None and self.url_file is not None:
             raise PydanticCustomError("secret_file", "set url or url_file, not both")
         if self.url_file is not None:
-            object.__setattr__(self, "url", _read_secret_file(self.url_file, "url_file"))
+            object.__setattr__(self, "url", read_secret_file(self.url_file, "url_file"))
         return self
 
 
@@ -131,7 +131,7 @@ class ApiToken(Strict):
         if (self.token is None) == (self.token_file is None):
             raise PydanticCustomError("token", "set exactly one of token, token_file")
         if self.token_file is not None:
-            object.__setattr__(self, "token", _read_secret_file(self.token_file, "token_file"))
+            object.__setattr__(self, "token", read_secret_file(self.token_file, "token_file"))
         if len(self.token.get_secret_value() if self.token else "") < 16:
             raise PydanticCustomError("token", "tokens must be at least 16 characters")
         return self

@@ -81,7 +81,8 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-def _read_secret_file(path: Path | None, field: str) -> SecretStr | None:
+def read_secret_file(path: Path | None, field: str) -> SecretStr | None:
+    """The secret in `path` (stripped), for a `*_file` setting named `field`; None without one."""
     if path is None:
         return None
     try:

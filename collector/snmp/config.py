@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from agent.config_base import Duration, Secret, Strict
+from agent.config_base import Duration, Secret, Strict, read_secret_file
 from collector.snmp.profiles import available_profiles
 from collector.snmp.v3model import AuthProtocol, PrivProtocol
 from exporters.prometheus import usable_label_name
@@ -39,17 +39,6 @@ def _version(value: object) -> str:
 
 
 Version = Annotated[Literal["1", "2c", "3"], BeforeValidator(_version)]
-
-
-def _read_secret(path: Path, field: str) -> SecretStr:
-    try:
-        return SecretStr(path.read_text().strip())
-    except OSError as exc:
-        raise PydanticCustomError(
-            "secret_file",
-            "{f}: cannot read {p}: {e}",
-            {"f": field, "p": str(path), "e": exc.strerror},
-        ) from None
 
 
 class Credential(Strict):
@@ -95,7 +84,7 @@ class Credential(Strict):
             return
         if getattr(self, name) is not None:
             raise PydanticCustomError("secret_file", "set {n} or {n}_file, not both", {"n": name})
-        object.__setattr__(self, name, _read_secret(path, f"{name}_file"))
+        object.__setattr__(self, name, read_secret_file(path, f"{name}_file"))
 
     def secret(self, name: Literal["community", "auth_key", "priv_key"]) -> str | None:
         """The clear text of one secret, for the protocol layer only."""
