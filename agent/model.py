@@ -8,7 +8,6 @@ into `Alert`s, remediation turns alerts into `RemediationRun`s and `Ticket`s. Fi
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -109,6 +108,8 @@ class Priority(enum.StrEnum):
 
 def fingerprint(rule: str, labels: Labels) -> str:
     """Stable hash of a rule name and the alert's identifying labels (same across restarts)."""
+    import hashlib  # here, not at the top: OpenSSL costs the SNMP poller process ~4 MiB
+
     payload = json.dumps([rule, list(labels)], separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import secrets
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -112,7 +112,8 @@ class SnmpClient:
         self._max_walk_varbinds = max_walk_varbinds
         self._local_addr = local_addr
         self._pending: dict[int, _Pending] = {}
-        self._last_id = secrets.randbelow(_MAX_REQUEST_ID)  # unpredictable ids resist spoofing
+        # unpredictable ids resist spoofing; os.urandom, as `secrets` would load OpenSSL's libcrypto
+        self._last_id = int.from_bytes(os.urandom(4)) % _MAX_REQUEST_ID
         self._transport: asyncio.DatagramTransport | None = None
 
     async def open(self) -> None:

@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 from agent.config_base import Duration, Secret, Strict, read_secret_file
 from collector.snmp.profiles import available_profiles
 from collector.snmp.v3model import AuthProtocol, PrivProtocol
-from exporters.prometheus import usable_label_name
+from exporters.text import usable_label_name
 
 Loc = tuple[str | int, ...]
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")

@@ -20,15 +20,17 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp import counters, profiles
 from collector.snmp.client import SnmpClient, Target
-from collector.snmp.config import Credential, SnmpSection, TargetConfig
 from collector.snmp.errors import SnmpAuthError, SnmpError, SnmpTimeout
 from collector.snmp.model import Oid, Tag, VarBind
 from collector.snmp.v3model import UsmUser, V3Target
+
+if TYPE_CHECKING:  # the config's pydantic models stay out of the poller process
+    from collector.snmp.config import Credential, SnmpSection, TargetConfig
 
 log = logging.getLogger(__name__)
 

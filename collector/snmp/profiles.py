@@ -12,17 +12,14 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import ValidationError, field_validator, model_validator
-
-from agent.config_base import Strict
 from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
-from exporters.prometheus import int_text, label_text, sample_line, value_text
+from exporters.text import int_text, label_text, sample_line, value_text
 
 SHIPPED = Path(__file__).parent / "profiles"
 _Rows = list[tuple[tuple[int, ...], VarBind]]
@@ -30,71 +27,81 @@ _NO_VALUE = Tag.NO_SUCH_OBJECT  # this tag and above: the agent has no value (v2
 MetricKind = Literal["gauge", "counter", "DisplayString", "PhysAddress48", "EnumAsInfo"]
 
 
+_STRICT = {"extra": "forbid"}
+"""pydantic's config for these dataclasses when a file is loaded: unknown keys are errors."""
+
+
 def _oid(value: object) -> str:
     return str(Oid.parse(str(value)))  # SnmpValueError is a ValueError: pydantic reports it
 
 
-class Lookup(Strict):
+@dataclass(frozen=True, slots=True)
+class Lookup:
     """A column of the same table whose value becomes a label of every metric of the row."""
 
     labelname: str
     oid: str
     type: Literal["DisplayString", "gauge", "enum"] = "DisplayString"
-    enum_values: dict[int, str] = {}
+    enum_values: dict[int, str] = field(default_factory=dict)
+    __pydantic_config__ = _STRICT
 
-    @field_validator("oid")
-    @classmethod
-    def _check_oid(cls, value: str) -> str:
-        return _oid(value)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "oid", _oid(self.oid))
 
 
-class SensorScale(Strict):
+@dataclass(frozen=True, slots=True)
+class SensorScale:
     """ENTITY-SENSOR style scaling: value * 1000^(scale-9) / 10^precision, from two columns."""
 
     scale_oid: str
     precision_oid: str
+    __pydantic_config__ = _STRICT
 
 
-class MetricDef(Strict):
+@dataclass(frozen=True, slots=True)
+class MetricDef:
     """One MIB object: a scalar (no indexes, fetched at `.0`) or a table column."""
 
     name: str
     oid: str
     type: MetricKind = "gauge"
     help: str = ""
-    indexes: list[str] = []
+    indexes: list[str] = field(default_factory=list)
     """Label names of the row index, one integer sub-identifier each (ifIndex, hrStorageIndex)."""
-    lookups: list[str] = []
+    lookups: list[str] = field(default_factory=list)
     """Names of the profile's lookups to add as labels."""
     scale: float = 1.0
     sensor_scale: SensorScale | None = None
-    enum_values: dict[int, str] = {}
+    enum_values: dict[int, str] = field(default_factory=dict)
+    __pydantic_config__ = _STRICT
 
-    @field_validator("oid")
-    @classmethod
-    def _check_oid(cls, value: str) -> str:
-        return _oid(value)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "oid", _oid(self.oid))
 
 
-class Profile(Strict):
-    """A named set of metrics and the lookups they share."""
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A named set of metrics and the lookups they share.
+
+    Plain dataclasses, not pydantic models: the poller process imports this module to render
+    its pages, and pydantic (~11 MiB) is only loaded to validate a profile file.
+    """
 
     name: str
-    help: str = ""
-    walk: list[str] = []
-    """Subtrees walked whole (one walk per table beats one per column); the rest is derived."""
-    lookups: dict[str, Lookup] = {}
     metrics: list[MetricDef]
+    help: str = ""
+    walk: list[str] = field(default_factory=list)
+    """Subtrees walked whole (one walk per table beats one per column); the rest is derived."""
+    lookups: dict[str, Lookup] = field(default_factory=dict)
+    __pydantic_config__ = _STRICT
 
-    @model_validator(mode="after")
-    def _lookups_defined(self) -> Profile:
+    def __post_init__(self) -> None:
         for metric in self.metrics:
             missing = [name for name in metric.lookups if name not in self.lookups]
             if missing:
                 raise ValueError(f"metric {metric.name}: undefined lookups {missing}")
             if metric.lookups and not metric.indexes:
                 raise ValueError(f"metric {metric.name}: lookups need a table metric (indexes)")
-        return self
 
     def gets(self) -> list[Oid]:
         """Scalar instances to GET (`oid.0`) that no walk covers."""
@@ -129,9 +136,12 @@ class Profile(Strict):
 
 def load_profile(path: Path) -> Profile:
     """Read and validate one profile file; ValueError names the file on any problem."""
+    import yaml  # here: the poller process renders profiles but never reads their files
+    from pydantic import TypeAdapter, ValidationError
+
     try:
         data = yaml.safe_load(path.read_text())
-        return Profile.model_validate(data)
+        return TypeAdapter(Profile).validate_python(data)
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ValueError(f"profile {path}: {exc}") from None
 

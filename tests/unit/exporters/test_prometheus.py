@@ -24,6 +24,7 @@ from agent.model import (
     sample,
 )
 from exporters import prometheus as prom
+from exporters import text
 from exporters.prometheus import MetricsExporter, Snapshot
 
 META = {
@@ -259,9 +260,9 @@ def test_values_are_spelled_as_prometheus_client_spells_them(value: float) -> No
     from prometheus_client import utils
 
     floatToGoString: Callable[[float], str] = utils.floatToGoString  # untyped upstream
-    assert prom.go_float(value) == floatToGoString(value)
+    assert text.go_float(value) == floatToGoString(value)
     if math.isfinite(value):  # an int value (a counter as read) is written as a float
-        assert prom.go_float(int(value)) == floatToGoString(int(value))
+        assert text.go_float(int(value)) == floatToGoString(int(value))
 
 
 def test_a_family_of_every_type_with_hostile_labels_is_byte_equal() -> None:
@@ -375,7 +376,7 @@ def test_pre_rendered_lines_equal_the_samples_they_stand_for() -> None:
         if rng.random() < 0.5:
             kept.append(s)
         else:
-            line = prom.sample_line(s.name, s.labels, s.value).encode()
+            line = text.sample_line(s.name, s.labels, s.value).encode()
             texts.setdefault(s.name, []).append(line)
     # lines follow a family's samples: order the reference the same way
     by_family = sorted(samples, key=lambda s: (s.name, s not in kept))
@@ -389,7 +390,7 @@ def test_pre_rendered_lines_equal_the_samples_they_stand_for() -> None:
 )
 def test_a_line_the_direct_renderer_cannot_vouch_for_is_refused(name: str, labels: Any) -> None:
     with pytest.raises(ValueError):
-        prom.sample_line(name, labels, 1.0)
+        text.sample_line(name, labels, 1.0)
 
 
 def test_lines_for_a_counter_family_are_dropped_with_a_warning_not_a_failed_scrape(
@@ -426,4 +427,4 @@ def test_a_family_of_lines_is_reused_while_its_fragments_are_the_same_objects(
     [0, -1, 999_999, 1_000_000, 1_000_001, -1_000_000, 10**15, 2**53 - 1, 2**53, 2**53 + 1,
      2**64 - 1, 10**21, 12_300_000])))  # fmt: skip
 def test_integers_are_spelled_as_their_float_would_be(n: int) -> None:
-    assert prom.int_text(n) == prom.go_float(float(n))
+    assert text.int_text(n) == text.go_float(float(n))
