@@ -10,6 +10,8 @@ wrapped once; any other decrease is a reset and yields no rate this round.
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -55,11 +57,29 @@ FAMILIES = (
 )
 
 
+_SLOTS = {
+    name: slot
+    for slot, name in enumerate(sorted({m for _, hc, low in _OCTETS for m in (hc, low)}
+                                       | {src for _, src in _PER_SECOND}))
+}  # fmt: skip
+"""The counters `interface_indicators` takes rates of: a slot each in a row's baselines."""
+_NO_READINGS = array("d", [math.nan] * (2 * len(_SLOTS)))
+
+
 @dataclass(slots=True)
 class CounterState:
-    """Last readings of every counter of every target, and each target's last sysUpTime."""
+    """Last readings of every counter of every target, and each target's last sysUpTime.
 
-    readings: dict[tuple[str, str, Labels], tuple[float, float]] = field(default_factory=dict)
+    The counters of one interface row share an array of (value, time) pairs, keyed by the hash
+    of the row's labels: ~270 bytes a row (1.3 MiB for 100 48-port switches), where a dict
+    entry and two tuples a counter cost ~1.7 KiB. Labels that differ in anything (a renamed
+    ifAlias) start a new baseline; two rows of one target colliding on a 64-bit hash would
+    share one, at odds below 10^-12 for a thousand rows.
+    """
+
+    rows: dict[str, dict[int, array[float]]] = field(default_factory=dict)
+    others: dict[tuple[str, str, Labels], tuple[float, float]] = field(default_factory=dict)
+    """Baselines of counters outside `_SLOTS`, one entry each."""
     uptime: dict[str, float] = field(default_factory=dict)
     reboots: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -75,15 +95,27 @@ class CounterState:
 
     def forget(self, target: str) -> None:
         """Drop every counter baseline of `target` (after a reboot or a config change)."""
-        for key in [k for k in self.readings if k[0] == target]:
-            del self.readings[key]
+        self.rows.pop(target, None)
+        for key in [k for k in self.others if k[0] == target]:
+            del self.others[key]
 
     def rate(self, target: str, sample: Sample, bits: int = 64) -> float | None:
         """Per-second increase since the last reading, or None when there is no valid one."""
-        key = (target, sample.name, sample.labels)
-        last = self.readings.get(key)
-        self.readings[key] = (sample.value, sample.timestamp)
-        if last is None or sample.timestamp <= last[1]:
+        slot = _SLOTS.get(sample.name)
+        if slot is None:
+            key = (target, sample.name, sample.labels)
+            last = self.others.get(key, (math.nan, math.nan))
+            self.others[key] = (sample.value, sample.timestamp)
+        else:
+            rows = self.rows.get(target)
+            if rows is None:
+                rows = self.rows[target] = {}
+            row = rows.get(hash(sample.labels))
+            if row is None:
+                row = rows[hash(sample.labels)] = array("d", _NO_READINGS)
+            last = (row[2 * slot], row[2 * slot + 1])
+            row[2 * slot], row[2 * slot + 1] = sample.value, sample.timestamp
+        if not sample.timestamp > last[1]:  # also when there is none: NaN compares false
             return None
         delta = counter_delta(last[0], sample.value, bits)
         return None if delta is None else delta / (sample.timestamp - last[1])

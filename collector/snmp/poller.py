@@ -27,6 +27,7 @@ from collector.snmp import counters, profiles
 from collector.snmp.client import SnmpClient, Target
 from collector.snmp.errors import SnmpAuthError, SnmpError, SnmpTimeout
 from collector.snmp.model import Oid, Tag, VarBind
+from collector.snmp.page import DevicePage, PageWriter
 from collector.snmp.v3model import UsmUser, V3Target
 
 if TYPE_CHECKING:  # the config's pydantic models stay out of the poller process
@@ -157,16 +158,22 @@ class SnmpPoller:
         """Pre-rendered exposition lines of the last round by family, a piece per target."""
         self.rule_samples: list[Sample] = []
         """Samples of the last round that `texts` exports and the rules read (`pre_render`)."""
+        self.pages: dict[str, DevicePage] | None = None
+        """With `pre_render(pages=True)`: each target's page of its last good poll."""
 
-    def pre_render(self, keep: Collection[str]) -> None:
+    def pre_render(self, keep: Collection[str], *, pages: bool = False) -> None:
         """From now on write profile and indicator families as exposition lines (`texts`).
 
         `collect` then returns only the per-target health series and anything the direct
         renderer cannot write; the written samples named in `keep` (what rules read) are in
         `rule_samples`, for the rules only. The agent does this: the 2,000 series of a switch
         become 2,000 lines once per poll, and only the few that rules read become samples.
+        With `pages`, each target's lines are kept compact in `pages` instead of `texts`, from
+        the moment its poll ends, to be written when scraped (`page.render`).
         """
         self._keep = frozenset(keep)
+        if pages and self.pages is None:
+            self.pages = {}
 
     def describe(self) -> tuple[MetricMeta, ...]:
         """Profile families of every target, derived indicators and per-target health."""
@@ -235,6 +242,8 @@ class SnmpPoller:
             async with asyncio.timeout_at(_loop_deadline(deadline)), slots:
                 varbinds, latency = await self._fetch(target)
         except (SnmpError, TimeoutError, OSError) as exc:
+            if self.pages is not None:  # a device that did not answer shows no stale series
+                self.pages.pop(target.name, None)
             return self._report(target, now, started, pdus[0], _describe(exc, target)), {}, []
         finally:
             _PDUS.reset(token)
@@ -307,19 +316,23 @@ class SnmpPoller:
             rule_only: list[Sample] = []
         else:
             lines, kept = {}, list[Sample]()
+            page = PageWriter() if self.pages is not None else None
             keep = wanted | counters.INPUTS  # the indicators are computed from these
             for profile in target.profiles:
-                mine: dict[str, list[str]] = {}
+                mine: dict[str, list[str]] | PageWriter = {} if page is None else page
                 out.extend(profiles.render(profile, table, now, base, mine, keep, kept))
-                _merge(lines, mine)
+                if not isinstance(mine, PageWriter):
+                    _merge(lines, mine)
             indicators = counters.interface_indicators(self.state, target.name, out + kept, now)
             rule_only = [s for s in kept if s.name in wanted]
             label_texts: dict[Labels, str] = {}  # a row's indicators share its labels
             for s in indicators:
-                if not profiles.write_line(s, lines, label_texts):
+                if not profiles.write_line(s, lines if page is None else page, label_texts):
                     out.append(s)
                 elif s.name in wanted:
                     rule_only.append(s)
+            if page is not None and self.pages is not None:
+                self.pages[target.name] = page.freeze()
         out.extend(self._report(target, now, started, pdus, None, len(varbinds)))
         out.append(_sample("opswatch_snmp_response_seconds", latency, now, base))
         texts = {family: "".join(text).encode() for family, text in lines.items() if text}

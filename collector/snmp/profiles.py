@@ -19,6 +19,7 @@ from typing import Literal
 
 from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
+from collector.snmp.page import PageWriter
 from exporters.text import int_text, label_text, sample_line, value_text
 
 SHIPPED = Path(__file__).parent / "profiles"
@@ -216,7 +217,7 @@ def render(
     table: Table,
     now: float,
     base: Mapping[str, str],
-    lines: dict[str, list[str]] | None = None,
+    lines: dict[str, list[str]] | PageWriter | None = None,
     keep: Collection[str] = (),
     kept: list[Sample] | None = None,
 ) -> list[Sample]:
@@ -226,7 +227,8 @@ def render(
     name (`exporters.prometheus.sample_line`), and only a sample the direct renderer cannot
     write is returned; a written one named in `keep` is also added to `kept` as a `Sample`.
     A switch's 2,000 series then cost a formatted line each, not a `Sample` object that the
-    exporter formats again.
+    exporter formats again. A `PageWriter` as `lines` takes each line as its label text and
+    value instead, for a page that is written only when it is scraped.
     """
     if lines is not None and keep and kept is None:
         raise ValueError("render: samples to keep need a `kept` list")  # else written twice
@@ -252,7 +254,12 @@ def render(
         plain = metric.type in ("gauge", "counter") and metric.sensor_scale is None
         name, scale = metric.name, metric.scale
         unscaled = scale == 1.0
-        sink = None if lines is None else lines.setdefault(name, [])
+        sink: list[str] | None = None
+        pairs = None
+        if isinstance(lines, PageWriter):
+            pairs = lines.column(name)
+        elif lines is not None:
+            sink = lines.setdefault(name, [])
         keeping = name in keep
         for index, vb in rows:
             row = seen.get(index)
@@ -261,9 +268,14 @@ def render(
             raw = vb.value
             if plain and type(raw) is int and vb.tag is not Tag.OBJECT_IDENTIFIER:
                 value = float(raw) * scale
-                if sink is not None and row[2] is not None:
-                    number_text = int_text(raw) if unscaled else value_text(value)
-                    sink.append(f"{name}{row[2]}{number_text}\n")
+                if row[2] is not None and (sink is not None or pairs is not None):
+                    if pairs is not None:
+                        pairs[0].append(row[2])
+                        pairs[1].append(raw if unscaled else value)
+                    else:
+                        assert sink is not None
+                        number_text = int_text(raw) if unscaled else value_text(value)
+                        sink.append(f"{name}{row[2]}{number_text}\n")
                     if keeping:
                         kept.append(Sample(name, row[1], value, now))
                     continue
@@ -298,7 +310,9 @@ def _row(
 
 
 def write_line(
-    sample: Sample, lines: dict[str, list[str]], texts: dict[Labels, str] | None = None
+    sample: Sample,
+    lines: dict[str, list[str]] | PageWriter,
+    texts: dict[Labels, str] | None = None,
 ) -> bool:
     """Append `sample` to `lines` as its exposition line; False if it must stay a Sample.
 
@@ -308,13 +322,19 @@ def write_line(
     try:
         if text is None:
             line = sample_line(sample.name, sample.labels, sample.value)
+            text = line[len(sample.name) : line.rindex(" ") + 1]
             if texts is not None:
-                texts[sample.labels] = line[len(sample.name) : line.rindex(" ") + 1]
-        else:
+                texts[sample.labels] = text
+        elif not isinstance(lines, PageWriter):
             line = f"{sample.name}{text}{value_text(sample.value)}\n"
     except ValueError:
         return False
-    lines.setdefault(sample.name, []).append(line)
+    if isinstance(lines, PageWriter):
+        labels, values = lines.column(sample.name)
+        labels.append(text)
+        values.append(sample.value)
+    else:
+        lines.setdefault(sample.name, []).append(line)
     return True
 
 

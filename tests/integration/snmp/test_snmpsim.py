@@ -24,6 +24,7 @@ from integration.snmp.conftest import free_udp_port
 from support.agentproc import stop_process
 
 from agent.model import Sample
+from collector.snmp import page
 from collector.snmp.model import VarBind
 from collector.snmp.poller import PollTarget, SnmpPoller
 from collector.snmp.profiles import available_profiles
@@ -252,3 +253,43 @@ def test_pre_rendered_lines_give_the_same_page_as_samples(snmpsim: Snmpsim, comm
         (s.name, s.labels, s.value) for s in expected if s.name in wanted
     )
     assert {s.name for s in for_rules} >= {"ifOperStatus", "sysUpTime"}
+
+
+def _families(page: str) -> dict[str, list[str]]:
+    """A page's lines by family, each family's HELP and TYPE first."""
+    out: dict[str, list[str]] = {}
+    name = ""
+    for line in page.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+        out.setdefault(name, []).append(line)
+    return out
+
+
+@pytest.mark.parametrize("community", [*sorted(VENDORS), "moving"])
+def test_compact_pages_write_the_same_families_as_pre_rendered_lines(
+    snmpsim: Snmpsim, community: str
+) -> None:
+    """What the poller process keeps between scrapes (`page.DevicePage`) writes the same page."""
+    rounds = [_fetch(snmpsim, community), _fetch(snmpsim, community)]
+    target = _target(snmpsim, community)
+    lines, compact = SnmpPoller([target]), SnmpPoller([target])
+    wanted = {"ifOperStatus", "opswatch_if_in_bytes_per_second", "sysUpTime"}
+    lines.pre_render(wanted)
+    compact.pre_render(wanted, pages=True)
+    expected = _families(_page(lines, target, rounds))
+    for n, varbinds in enumerate(rounds):
+        samples, texts, _ = compact._samples(target, 1e9 + 30 * n, 0.0, 79, varbinds, 0.01)
+    assert texts == {}  # nothing left as lines: the page holds it all
+    assert compact.pages is not None
+    meta = {m.name: m for m in compact.describe()}
+    exporter = MetricsExporter(process_metrics=False)
+    exporter.publish(Snapshot(samples, meta))
+    written = b"".join(page.render(compact.pages, meta, frozenset())).decode()
+    got = _families(exporter.render().decode() + written)
+    got[""] = expected[""] = []  # nothing precedes the first family
+    drop = "opswatch_snmp_poll_duration_seconds"  # the clock of the run
+    assert {k: v for k, v in got.items() if k != drop} == {
+        k: v for k, v in expected.items() if k != drop
+    }
+    assert sum(len(v) for v in got.values()) > 50  # the two-port moving device: 72

@@ -86,3 +86,15 @@ def test_availability_over_a_window() -> None:
     assert avail.record("a", 50, False) == 0.5
     assert avail.record("a", 99, True) == pytest.approx(2 / 3)
     assert avail.record("a", 140, True) == pytest.approx(2 / 3)  # t=0 left the window
+
+
+def test_a_row_keeps_its_baselines_in_one_array_and_other_counters_still_get_rates() -> None:
+    state = CounterState()
+    interface_indicators(state, "sw1", row(0, ifHCInOctets=0, ifInErrors=0, ifOutErrors=0), 0)
+    assert [len(rows) for rows in state.rows.values()] == [1]  # three counters, one row
+    labels = make_labels(LABELS)
+    assert state.rate("sw1", Sample("hrProcessorTicks", labels, 100.0, 0)) is None
+    assert state.rate("sw1", Sample("hrProcessorTicks", labels, 400.0, 30)) == 10
+    state.forget("sw1")
+    assert state.rows == {} and state.others == {}
+    assert interface_indicators(state, "sw1", row(10, ifHCInOctets=5), 10) == []
