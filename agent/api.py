@@ -152,11 +152,12 @@ def create_app(
                     chunk, size = [], 0
             if chunk:
                 yield b"".join(chunk)
+            for stream in exporter.streams:  # the SNMP poller process' page, as it writes it
+                async for piece in stream():
+                    yield piece
 
-        length = str(sum(map(len, parts)))
-        return StreamingResponse(
-            body(), media_type=CONTENT_TYPE, headers={"Content-Length": length}
-        )
+        headers = {} if exporter.streams else {"Content-Length": str(sum(map(len, parts)))}
+        return StreamingResponse(body(), media_type=CONTENT_TYPE, headers=headers)
 
     async def healthy(request: Request) -> Response:
         return _text("OK\n")

@@ -33,7 +33,8 @@ from agent.scheduler import SCHEDULER_METRICS, Collector, CollectorRunner, every
 from agent.series import SeriesStore
 from agent.store import Store
 from collector.host import build_host_collectors
-from collector.snmp.poller import build_snmp_collectors
+from collector.snmp.poller import SnmpPoller, build_snmp_collectors
+from collector.snmp.process import PollerProcess
 from exporters.prometheus import MetricsExporter, Snapshot
 from remediation.runbook import RunbookExecutor
 from remediation.runs import RunService
@@ -118,9 +119,13 @@ class Agent:
         self.actions = {r.name: r.actions for r in config.rules}
         self.actions.update((r.name, r.actions) for r in config.event_rules)
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opswatch")
-        self.snmp = build_snmp_collectors(config.snmp)
-        for poller in self.snmp:  # its 2,000 series a switch as exposition lines, not samples
-            poller.pre_render(self.pipeline.metric_names)
+        pollers = build_snmp_collectors(config.snmp)
+        for poller in pollers:  # its 2,000 series a switch as exposition lines, not samples
+            poller.pre_render(self.pipeline.metric_names, pages=config.snmp.process)
+        level = logging.getLogger().getEffectiveLevel()
+        self.snmp: list[SnmpPoller | PollerProcess] = [
+            PollerProcess(p, level) if config.snmp.process else p for p in pollers
+        ]
         collectors: list[Collector] = [*build_host_collectors(config.collectors), *self.snmp]
         self.runners = [CollectorRunner(c, self.executor, clock) for c in collectors]
         self.meta = {m.name: m for m in (*SCHEDULER_METRICS, *AGENT_METRICS)}
@@ -130,6 +135,7 @@ class Agent:
         if self.traps is not None:
             self.meta.update((m.name, m) for m in self.traps.describe())
         self.exporter = MetricsExporter()
+        self.exporter.streams += [p.page for p in self.snmp if isinstance(p, PollerProcess)]
         self.runs = run_service(config, self.store)
         self.desk = LocalDesk(self.store, config.risk.priorities, config.agent.name)
         self.latest: dict[str, list[Sample]] = {}
@@ -175,7 +181,10 @@ class Agent:
         for task in tasks:
             task.cancel()
         for poller in self.snmp:
-            poller.close()
+            if isinstance(poller, PollerProcess):
+                await poller.aclose()
+            else:
+                poller.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("agent stopped")
 
@@ -229,7 +238,8 @@ class Agent:
             texts = getattr(runner.collector, "texts", None)
             if texts is not None:  # a collector that pre-renders (the SNMP poller)
                 self.texts[name] = texts
-                self.series.add(getattr(runner.collector, "rule_samples", ()))
+            # what the rules read of the series that a poller exports itself, as lines or pages
+            self.series.add(getattr(runner.collector, "rule_samples", ()))
             self.publish()
 
         await every(runner.collector.interval, job, self.stop)

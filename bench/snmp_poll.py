@@ -179,6 +179,20 @@ def cpu_seconds(pid: int) -> float:
     return t.user + t.system
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of `pid` and of its running children (the agent and its SNMP poller process)."""
+    children = psutil.Process(pid).children(recursive=True)
+    return cpu_seconds(pid) + sum(cpu_seconds(c.pid) for c in children)
+
+
+def poller_pid(agent: int) -> int | None:
+    """The agent's SNMP poller process, if it polls in one (`snmp.process`)."""
+    for child in psutil.Process(agent).children():
+        if "collector.snmp.process" in " ".join(child.cmdline()):
+            return int(child.pid)
+    return None
+
+
 def peak_rss_mib(pid: int) -> float:
     """The kernel's high-water mark of the process' resident set (VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -415,7 +429,9 @@ def scrape_exporter(
     )
 
 
-def agent_config(home: Path, devices: int, interval: float, concurrency: int, version: str) -> Path:
+def agent_config(
+    home: Path, devices: int, interval: float, concurrency: int, version: str, process: bool
+) -> Path:
     credential: Result = {"version": "2c", "community": COMMUNITY}
     if version == "3":
         credential = {
@@ -432,6 +448,7 @@ def agent_config(home: Path, devices: int, interval: float, concurrency: int, ve
         "collectors": {name: {"enabled": False} for name in collectors},
         "evaluation": {"interval": "5s"},
         "snmp": {
+            "process": process,
             "credentials": {"bench": credential},
             "defaults": {
                 "interval": f"{interval}s",
@@ -452,7 +469,7 @@ def agent_config(home: Path, devices: int, interval: float, concurrency: int, ve
             ],
         },
     }
-    path = home / f"agent-{version}-{devices}.yaml"
+    path = home / f"agent-{version}-{devices}-{'process' if process else 'inline'}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -491,9 +508,10 @@ class Agent:
         interval: float,
         version: str,
         concurrency: int,
+        process: bool = True,
     ) -> None:
         self.procs, self.devices, self.interval = procs, devices, interval
-        config = agent_config(home, devices, interval, concurrency, version)
+        config = agent_config(home, devices, interval, concurrency, version, process)
         opswatch = str(Path(sys.executable).parent / "opswatch")
         self.proc = procs.start([opswatch, "run", "-c", str(config)])
         self.http = httpx.Client(timeout=60)
@@ -554,19 +572,27 @@ def bench_agent(
     interval: float,
     concurrency: int,
     version: str,
+    process: bool = True,
 ) -> Result:
-    """CPU between two scrapes `rounds` poll rounds apart, each round scraped once."""
-    agent = Agent(procs, home, devices, interval, version, concurrency)
+    """CPU between two scrapes `rounds` poll rounds apart, each round scraped once.
+
+    CPU is the agent's and its SNMP poller process'; peak RSS the poller process' (the
+    agent's own in `agent_peak_rss_mib`), or the agent's when it polls in-process.
+    """
+    agent = Agent(procs, home, devices, interval, version, concurrency, process)
     try:
         first = agent.scrape_before_next_round(time.time() + interval)  # one settling round
-        cpu0, server0, started = cpu_seconds(agent.proc.pid), cpu_seconds(snmpd), time.monotonic()
+        pid = agent.proc.pid
+        cpu0, server0, started = tree_cpu_seconds(pid), cpu_seconds(snmpd), time.monotonic()
         views = [first]
         for _ in range(rounds):
             views.append(agent.scrape_before_next_round(time.time()))
-        cpu, wall = cpu_seconds(agent.proc.pid) - cpu0, time.monotonic() - started
+        cpu, wall = tree_cpu_seconds(pid) - cpu0, time.monotonic() - started
         server = cpu_seconds(snmpd) - server0
-        rss_end = psutil.Process(agent.proc.pid).memory_info().rss / MiB
-        peak = peak_rss_mib(agent.proc.pid)
+        rss_end = psutil.Process(pid).memory_info().rss / MiB
+        child = poller_pid(pid)
+        agent_peak = peak_rss_mib(pid)
+        peak = peak_rss_mib(child) if child is not None else agent_peak
     finally:
         agent.close()
     last = views[-1]
@@ -587,8 +613,11 @@ def bench_agent(
         "scrape_ms_median": 1000 * statistics.median(latencies),
         "scrape_ms_max": 1000 * max(latencies),
         "rss_end_mib": rss_end,
+        "agent_peak_rss_mib": agent_peak,
+        "poller_process": child is not None,
     }
     name = f"opswatch v{version}" if devices else "opswatch, no targets"
+    name += "" if process or not devices else ", in-agent"
     out = row(name, cpu, polls, wall, peak, server, extra)
     if devices:  # within a round is what it can do; the interval is only what we asked for
         out["devices_per_s"] = extra["devices_per_s_in_round"]
@@ -668,6 +697,16 @@ def run_inside(args: argparse.Namespace) -> list[Result]:
                         procs, home, snmpd, sizes[v], args.rounds, interval, args.concurrency, v
                     )
                 )
+            if args.in_agent:  # the same v2c poll inside the agent (snmp.process: false)
+                interval = args.interval or calibrate(
+                    procs, home, args.devices, "2c", args.concurrency
+                )
+                out.append(
+                    bench_agent(
+                        procs, home, snmpd, args.devices, args.rounds, interval,
+                        args.concurrency, "2c", process=False,
+                    )
+                )  # fmt: skip
             return out
         finally:
             procs.stop_all()
@@ -704,7 +743,8 @@ def print_table(results: list[Result]) -> None:
                 f"{r['rounds']} rounds measured, {r['up']} up, {r['pdus_per_poll']:.0f} PDUs/poll, "
                 f"{r['cpu_ms_per_s']:.0f} ms CPU/s; /metrics {r['series']} series "
                 f"{r['body_mib']:.1f} MiB in {r['scrape_ms_median']:.0f} ms "
-                f"(max {r['scrape_ms_max']:.0f}); RSS {r['rss_end_mib']:.0f} MiB at the end"
+                f"(max {r['scrape_ms_max']:.0f}); agent peak RSS {r['agent_peak_rss_mib']:.0f} MiB"
+                + (", the poller process' in the table" if r["poller_process"] else "")
             )
         if r["client"] == "opswatch /metrics render":
             print(
@@ -730,6 +770,9 @@ def main() -> None:
         help="agent poll interval; default: twice a calibration round's time",
     )
     parser.add_argument("--no-v3", action="store_true", help="skip the v3 authPriv runs")
+    parser.add_argument(
+        "--in-agent", action="store_true", help="also poll v2c inside the agent (no process)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--inside", help=argparse.SUPPRESS)
     args = parser.parse_args()

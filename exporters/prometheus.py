@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import operator
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -282,6 +282,9 @@ class MetricsExporter:
         self._cached: tuple[int, tuple[bytes, ...]] | None = None
         self._joined: tuple[int, bytes] | None = None
         self._families = FamilyTexts()
+        self.streams: list[Callable[[], AsyncIterator[bytes]]] = []
+        """Pages written elsewhere (the SNMP poller process), sent after `render_parts`'s by
+        the HTTP server; `render` leaves them out."""
 
     def publish(self, snapshot: Snapshot) -> None:
         with self._lock:

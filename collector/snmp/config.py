@@ -169,6 +169,10 @@ class SnmpSection(Strict):
     """The whole `snmp:` section."""
 
     enabled: bool = True
+    process: bool = True
+    """Poll in a child process of its own (`collector/snmp/process.py`): the polled series
+    stay out of the agent, polling gets a core of its own, a crash there is restarted. False
+    polls inside the agent and keeps its page there (more memory, one process)."""
     credentials: dict[str, Credential] = {}
     profiles_dir: Path | None = None
     """Extra profile YAML files; a file named like a shipped profile replaces it."""

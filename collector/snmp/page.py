@@ -86,17 +86,15 @@ def packed(numbers: Sequence[int | float]) -> _Numbers:
     return array("d", numbers)
 
 
-def render(
-    pages: Mapping[str, DevicePage], meta: Mapping[str, MetricMeta], skip: frozenset[str]
-) -> Iterator[bytes]:
+def render(pages: Mapping[str, DevicePage], meta: Mapping[str, MetricMeta]) -> Iterator[bytes]:
     """The families of every device's page, in name order, each under one HELP and TYPE.
 
-    Yields pieces of about 256 KiB; a family named in `skip` (the agent writes it) or one the
-    text format cannot carry is left out. Profile and indicator families are gauges or
-    untyped, so their header keeps the name their lines have.
+    Yields pieces of about 256 KiB, each whole lines; a family the text format cannot carry
+    is left out. Profile and indicator families are gauges or untyped, so their header keeps
+    the name their lines have.
     """
     devices = list(pages.values())
-    names = sorted({name for page in devices for name in page.columns} - skip)
+    names = sorted({name for page in devices for name in page.columns})
     chunk: list[str] = []
     size = 0
     for name in names:

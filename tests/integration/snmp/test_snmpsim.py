@@ -285,7 +285,7 @@ def test_compact_pages_write_the_same_families_as_pre_rendered_lines(
     meta = {m.name: m for m in compact.describe()}
     exporter = MetricsExporter(process_metrics=False)
     exporter.publish(Snapshot(samples, meta))
-    written = b"".join(page.render(compact.pages, meta, frozenset())).decode()
+    written = b"".join(page.render(compact.pages, meta)).decode()
     got = _families(exporter.render().decode() + written)
     got[""] = expected[""] = []  # nothing precedes the first family
     drop = "opswatch_snmp_poll_duration_seconds"  # the clock of the run

@@ -1,0 +1,162 @@
+"""The SNMP poller in a child process: polls real snmpd, streams its page, survives its child.
+
+Every child is started by `PollerProcess` and stopped by its pid (`aclose`); each test checks
+that the pid is gone at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from integration.snmp.conftest import Snmpd, free_udp_port
+
+from collector.snmp.errors import SnmpError
+from collector.snmp.poller import PollTarget, SnmpPoller
+from collector.snmp.process import CHILD, PollerProcess
+from collector.snmp.profiles import available_profiles
+
+pytestmark = pytest.mark.integration
+PROFILES = available_profiles()
+T = TypeVar("T")
+
+
+def process_for(snmpd: Snmpd, *, dead: bool = False, timeout: float = 8.0) -> PollerProcess:
+    profiles = (PROFILES["system"], PROFILES["if_mib"])
+    targets = [PollTarget("lab", "127.0.0.1", profiles, port=snmpd.port,
+                          community=snmpd.community, timeout=1.0, retries=0)]  # fmt: skip
+    if dead:
+        targets.append(PollTarget("dead", "127.0.0.1", profiles, port=free_udp_port(),
+                                  community=snmpd.community, timeout=0.3, retries=0))  # fmt: skip
+    poller = SnmpPoller(targets, timeout=timeout)
+    poller.pre_render({"ifOperStatus", "sysUpTime"}, pages=True)
+    return PollerProcess(poller)
+
+
+def run(body: Callable[[PollerProcess], Awaitable[T]], proc: PollerProcess) -> T:
+    """Run `body(proc)` on a fresh loop; the child is always stopped and reaped by pid."""
+    pids: list[int] = []
+
+    async def main() -> T:
+        try:
+            return await asyncio.wait_for(body(proc), 60)
+        finally:
+            if proc.pid is not None:
+                pids.append(proc.pid)
+            await proc.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        for pid in pids:
+            assert not _alive(pid), f"child {pid} outlived its test"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def page_text(proc: PollerProcess) -> str:
+    return b"".join([piece async for piece in proc.page()]).decode()
+
+
+def value(samples: list[Any], name: str, target: str) -> float:
+    [found] = [s.value for s in samples if s.name == name and s.label("target") == target]
+    return float(found)
+
+
+def test_the_child_polls_snmpd_and_writes_its_page(snmpd: Snmpd) -> None:
+    async def body(proc: PollerProcess) -> tuple[list[Any], str, list[Any]]:
+        samples = await proc.acollect(1e9)
+        return samples, await page_text(proc), proc.rule_samples
+
+    samples, page, rules = run(body, process_for(snmpd))
+    assert value(samples, "opswatch_snmp_up", "lab") == 1
+    # the polled series are on the child's page, in snmp_exporter's names, not in the samples
+    assert "# TYPE ifHCInOctets untyped" in page
+    # snmpd shows the host's own interfaces: lo is always there, and up
+    assert 'ifOperStatus{ifDescr="lo",ifIndex="1",ifName="lo",target="lab"} 1.0' in page
+    assert not [s for s in samples if s.name == "ifHCInOctets"]
+    # what rules read comes back as samples, with the values the page shows
+    assert {s.name for s in rules} == {"ifOperStatus", "sysUpTime"}
+    assert page.count("# HELP ifOperStatus ") == 1 and page.endswith("\n")
+
+
+def test_a_dead_target_is_down_and_its_failure_is_logged_by_the_agent(
+    snmpd: Snmpd, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+
+    async def body(proc: PollerProcess) -> tuple[list[Any], str]:
+        return await proc.acollect(1e9), await page_text(proc)
+
+    samples, page = run(body, process_for(snmpd, dead=True))
+    assert value(samples, "opswatch_snmp_up", "dead") == 0
+    assert value(samples, "opswatch_snmp_up", "lab") == 1
+    assert 'target="dead"' not in page and 'target="lab"' in page
+    [failed] = [r for r in caplog.records if r.getMessage().startswith("SNMP poll failed")]
+    assert failed.name == "collector.snmp.poller" and getattr(failed, "target", "") == "dead"
+    assert snmpd.community not in caplog.text
+
+
+def test_a_killed_child_is_started_again_and_polls(snmpd: Snmpd) -> None:
+    async def body(proc: PollerProcess) -> tuple[int, int | None, str, list[Any]]:
+        await proc.acollect(1e9)
+        first = proc.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        for _ in range(100):  # the agent sees its stdout end
+            if proc.pid is None:
+                break
+            await asyncio.sleep(0.05)
+        empty = await page_text(proc)  # nothing to serve while it is gone
+        samples = await proc.acollect(1e9 + 30)
+        assert proc.pid != first and not _alive(first)
+        return proc.restarts, proc.pid, empty, samples
+
+    restarts, pid, empty, samples = run(body, process_for(snmpd))
+    assert restarts == 1 and pid is not None and empty == ""
+    assert value(samples, "opswatch_snmp_up", "lab") == 1
+
+
+def test_a_hung_child_fails_its_rounds_then_is_replaced(snmpd: Snmpd) -> None:
+    async def body(proc: PollerProcess) -> tuple[list[str], list[Any]]:
+        await proc.acollect(1e9)
+        hung = proc.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)  # alive, answering nothing
+        errors = []
+        for n in range(2):
+            with pytest.raises(SnmpError) as failed:
+                await proc.acollect(1e9 + 30 * (n + 1))
+            errors.append(str(failed.value))
+        samples = await proc.acollect(1e9 + 90)  # the hung one killed, a new one answers
+        assert not _alive(hung) and proc.pid != hung
+        return errors, samples
+
+    errors, samples = run(body, process_for(snmpd, timeout=2.0))
+    assert all("no answer within 2s" in e for e in errors)
+    assert value(samples, "opswatch_snmp_up", "lab") == 1
+
+
+def test_the_child_loads_no_config_server_or_tls_libraries() -> None:
+    """What keeps the child small: nothing of the agent's but the poller (bench/snmp_poll.py)."""
+    code = CHILD.replace("main()", "print(' '.join(sorted(sys.modules)))")
+    loaded = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    assert "collector.snmp.poller" in loaded
+    heavy = ("pydantic", "sqlalchemy", "yaml", "prometheus_client", "starlette", "uvicorn",
+             "_ssl", "_hashlib", "pysnmp", "agent.config")  # fmt: skip
+    assert not [m for m in loaded if m.split(".")[0] in heavy or m in heavy]
