@@ -121,6 +121,7 @@ def history_json(series: Iterable[Series], limit: int = MAX_HISTORY_POINTS) -> l
 
 
 _CHUNK = 256 * 1024
+_PARTS = ("all", "agent", "snmp")
 
 
 def create_app(
@@ -137,7 +138,13 @@ def create_app(
         # The first scrape after a poll round renders its families (~0.2 s for 100 switches):
         # in a worker thread, so the event loop keeps polling and answering meanwhile. The
         # pieces are sent as they are, with their total length: no 17 MiB join per scrape.
-        parts = await run_in_threadpool(exporter.render_parts)
+        # `?part=agent` leaves out the SNMP poller process' page and `?part=snmp` sends only
+        # that: it is written anew for every scrape, so a job can fetch it once a poll round.
+        part = request.query_params.get("part", "all")
+        if part not in _PARTS:
+            raise HTTPException(400, f"part must be one of {', '.join(_PARTS)}")
+        parts = [] if part == "snmp" else await run_in_threadpool(exporter.render_parts)
+        streams = [] if part == "agent" else exporter.streams
 
         async def body() -> AsyncIterator[bytes]:
             # ~4,000 pieces for 100 switches (a family's lines of one device each): sent in
@@ -152,11 +159,11 @@ def create_app(
                     chunk, size = [], 0
             if chunk:
                 yield b"".join(chunk)
-            for stream in exporter.streams:  # the SNMP poller process' page, as it writes it
+            for stream in streams:  # the SNMP poller process' page, as it writes it
                 async for piece in stream():
                     yield piece
 
-        headers = {} if exporter.streams else {"Content-Length": str(sum(map(len, parts)))}
+        headers = {} if streams else {"Content-Length": str(sum(map(len, parts)))}
         return StreamingResponse(body(), media_type=CONTENT_TYPE, headers=headers)
 
     async def healthy(request: Request) -> Response:

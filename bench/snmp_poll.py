@@ -521,32 +521,34 @@ class Agent:
             timeout=60 + 2 * interval,
         )
 
-    def scrape(self) -> AgentView:
+    def scrape(self, part: str = "all") -> AgentView:
         started = time.monotonic()
-        body = self.http.get(f"http://{AGENT}/metrics").text
+        body = self.http.get(f"http://{AGENT}/metrics", params={"part": part}).text
         return AgentView(body, time.monotonic() - started)
 
     def scrape_before_next_round(self, after: float) -> AgentView:
-        """Scrape at 70% of an interval after a round's start: that round is done by then.
+        """One whole scrape at 70% of an interval after a round's start: that round is done.
 
-        On shared cores a round can run past 70%; the scrape then still shows the previous
-        round and the run's poll count would be void. So, until a newer round shows (at most
-        another half interval), scrape again every 0.1 s: cheap, since an unchanged snapshot's
-        page is cached, and each round is still rendered once.
+        The round's start and whether it is done are read from the agent's own part of the
+        page (`?part=agent`: without the SNMP poller process' page, which is written anew for
+        each scrape), so every round is scraped whole exactly once, as Prometheus scrapes
+        snmp_exporter once a device a round. On shared cores a round can run past 70%: the
+        probe is then repeated every 0.1 s until a newer round shows (at most another half
+        interval).
         """
-        view = self.scrape()
+        view = self.scrape("agent")
         phase = view.round_at % self.interval
         at = after - (after - phase) % self.interval + 0.7 * self.interval
         at += self.interval if at < after else 0.0
         time.sleep(max(0.0, at - time.time()))
-        view = self.scrape()
+        view = self.scrape("agent")
         start = at - 0.7 * self.interval  # of the round this scrape is for
         for _ in range(int(5 * self.interval)):
             if view.round_at >= start - 0.25 * self.interval:
                 break
             time.sleep(0.1)
-            view = self.scrape()
-        return view
+            view = self.scrape("agent")
+        return self.scrape()
 
     def close(self) -> None:
         self.http.close()
@@ -584,10 +586,12 @@ def bench_agent(
         first = agent.scrape_before_next_round(time.time() + interval)  # one settling round
         pid = agent.proc.pid
         cpu0, server0, started = tree_cpu_seconds(pid), cpu_seconds(snmpd), time.monotonic()
+        agent0 = cpu_seconds(pid)
         views = [first]
         for _ in range(rounds):
             views.append(agent.scrape_before_next_round(time.time()))
         cpu, wall = tree_cpu_seconds(pid) - cpu0, time.monotonic() - started
+        agent_cpu = cpu_seconds(pid) - agent0
         server = cpu_seconds(snmpd) - server0
         rss_end = psutil.Process(pid).memory_info().rss / MiB
         child = poller_pid(pid)
@@ -614,6 +618,7 @@ def bench_agent(
         "scrape_ms_max": 1000 * max(latencies),
         "rss_end_mib": rss_end,
         "agent_peak_rss_mib": agent_peak,
+        "agent_cpu_ms_per_poll": 1000 * agent_cpu / max(polls, 1),
         "poller_process": child is not None,
     }
     name = f"opswatch v{version}" if devices else "opswatch, no targets"
@@ -744,6 +749,7 @@ def print_table(results: list[Result]) -> None:
                 f"{r['cpu_ms_per_s']:.0f} ms CPU/s; /metrics {r['series']} series "
                 f"{r['body_mib']:.1f} MiB in {r['scrape_ms_median']:.0f} ms "
                 f"(max {r['scrape_ms_max']:.0f}); agent peak RSS {r['agent_peak_rss_mib']:.0f} MiB"
+                f", agent CPU {r['agent_cpu_ms_per_poll']:.2f} ms/poll"
                 + (", the poller process' in the table" if r["poller_process"] else "")
             )
         if r["client"] == "opswatch /metrics render":

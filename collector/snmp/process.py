@@ -43,6 +43,7 @@ _HEAD = struct.Struct(">cII")  # kind, request id, payload length
 _MAX_FRAME = 64 * 2**20  # the pickled poller of a few thousand targets is ~1 MiB
 _PAGE_STALL = 10.0  # seconds without a piece before a scrape gives up on the poller's page
 _QUEUED_PIECES = 8  # page pieces (256 KiB each) the agent holds for a slow scraper
+_READ_AHEAD = 2**20  # what the agent buffers of the child's stdout: a page is read as it is sent
 _LATE_ROUNDS = 2  # rounds past their timeout before a child is taken for hung
 
 
@@ -279,7 +280,7 @@ class PollerProcess:
             )
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-c", CHILD,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=_MAX_FRAME,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=_READ_AHEAD,
         )  # fmt: skip
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(_HEAD.pack(b"S", 0, len(self._spec)) + self._spec)

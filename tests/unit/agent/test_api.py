@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,22 @@ def test_metrics_serve_the_published_snapshot(store: Store) -> None:
     response = http.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "node_load1 0.5" in response.text
+
+
+def test_metrics_parts_split_the_agent_from_the_poller_process_page(store: Store) -> None:
+    http, exporter = client(store)
+    exporter.publish(Snapshot(samples=[sample("node_load1", 0.5, NOW)]))
+
+    async def poller_page() -> AsyncIterator[bytes]:
+        yield b"# HELP ifMtu x\n# TYPE ifMtu gauge\n"
+        yield b'ifMtu{target="sw1"} 1500.0\n'
+
+    exporter.streams.append(poller_page)
+    whole, agent, snmp = (http.get("/metrics" + q).text for q in ("", "?part=agent", "?part=snmp"))
+    assert whole == agent + snmp
+    assert "node_load1 0.5" in agent and "ifMtu" not in agent
+    assert snmp == '# HELP ifMtu x\n# TYPE ifMtu gauge\nifMtu{target="sw1"} 1500.0\n'
+    assert http.get("/metrics?part=everything").status_code == 400
 
 
 def test_alerts_runs_and_tickets_as_json(store: Store) -> None:
