@@ -30,7 +30,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agent.model import MetricMeta, Sample, make_labels
+from agent.model import MetricMeta, MetricType, Sample, make_labels, sample
 from collector.snmp import page
 from collector.snmp.errors import SnmpError
 from collector.snmp.poller import SnmpPoller
@@ -44,7 +44,12 @@ _MAX_FRAME = 64 * 2**20  # the pickled poller of a few thousand targets is ~1 Mi
 _PAGE_STALL = 10.0  # seconds without a piece before a scrape gives up on the poller's page
 _QUEUED_PIECES = 8  # page pieces (256 KiB each) the agent holds for a slow scraper
 _READ_AHEAD = 2**20  # what the agent buffers of the child's stdout: a page is read as it is sent
-_LATE_ROUNDS = 2  # rounds past their timeout before a child is taken for hung
+_LATE_ROUNDS = 2
+RESTARTS = MetricMeta(
+    "opswatch_snmp_poller_restarts_total",
+    MetricType.COUNTER,
+    "Times the SNMP poller process exited or hung and was started again.",
+)  # rounds past their timeout before a child is taken for hung
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, int, bytes]:
@@ -175,7 +180,7 @@ class PollerProcess:
         """The samples rules read, of the last round: the child's page exports them."""
         self.restarts = 0
         self._spec = pickle.dumps((poller, log_level))
-        self._families = tuple(poller.describe())
+        self._families = (*poller.describe(), RESTARTS)
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._doomed = False  # signalled: waits to be reaped and replaced
@@ -229,7 +234,8 @@ class PollerProcess:
         if "error" in result:
             raise SnmpError(f"SNMP poller process: {result['error']}")
         self.rule_samples = _decode(result["rules"])
-        return _decode(result["samples"])
+        restarts = sample(RESTARTS.name, float(self.restarts), now, collector=self.name)
+        return [*_decode(result["samples"]), restarts]
 
     async def page(self) -> AsyncIterator[bytes]:
         """The child's page in pieces; nothing if it is not running, cut short if it stalls."""

@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from integration.snmp.conftest import Snmpd, free_udp_port
+from integration.snmp.conftest import V3_USERS, Snmpd, free_udp_port
 
 from collector.snmp.errors import SnmpError
 from collector.snmp.poller import PollTarget, SnmpPoller
 from collector.snmp.process import CHILD, PollerProcess
 from collector.snmp.profiles import available_profiles
+from collector.snmp.v3model import UsmUser, V3Target
 
 pytestmark = pytest.mark.integration
 PROFILES = available_profiles()
@@ -128,6 +129,8 @@ def test_a_killed_child_is_started_again_and_polls(snmpd: Snmpd) -> None:
     restarts, pid, empty, samples = run(body, process_for(snmpd))
     assert restarts == 1 and pid is not None and empty == ""
     assert value(samples, "opswatch_snmp_up", "lab") == 1
+    [count] = [s.value for s in samples if s.name == "opswatch_snmp_poller_restarts_total"]
+    assert count == 1
 
 
 def test_a_hung_child_fails_its_rounds_then_is_replaced(snmpd: Snmpd) -> None:
@@ -160,3 +163,25 @@ def test_the_child_loads_no_config_server_or_tls_libraries() -> None:
     heavy = ("pydantic", "sqlalchemy", "yaml", "prometheus_client", "starlette", "uvicorn",
              "_ssl", "_hashlib", "pysnmp", "agent.config")  # fmt: skip
     assert not [m for m in loaded if m.split(".")[0] in heavy or m in heavy]
+
+
+def test_a_wrong_v3_key_is_named_through_the_child_and_no_key_leaks(
+    snmpd: Snmpd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The child's v3 path asks pysnmp again to say why, as the agent's own poller does."""
+    user = V3_USERS[0]
+    wrong = UsmUser(user.name, "sha", "not-the-auth-key", "aes", user.priv_key)
+    target = PollTarget("v3-lab", "127.0.0.1", (PROFILES["system"],), version="3",
+                        v3=V3Target("127.0.0.1", wrong, snmpd.port, 1.0, 0),
+                        credential="lab-v3")  # fmt: skip
+    poller = SnmpPoller([target], timeout=15)
+    poller.pre_render((), pages=True)
+
+    async def body(proc: PollerProcess) -> list[Any]:
+        return await proc.acollect(1e9)
+
+    samples = run(body, PollerProcess(poller))
+    assert value(samples, "opswatch_snmp_up", "v3-lab") == 0
+    [error] = [s.label("error") for s in samples if s.name == "opswatch_snmp_last_error"]
+    assert "wrong auth key" in error
+    assert "not-the-auth-key" not in caplog.text and user.priv_key not in caplog.text
