@@ -282,8 +282,14 @@ class SnmpPoller:
         if target.v3 is not None:
             usm = self._usm.get(target.credential)
             if usm is None:
-                usm = self._usm[target.credential] = _counting_usm(self._max_repetitions)
+                # Opened before it is shared: the other targets of a first round would find a
+                # client without its socket yet and go to pysnmp (9 of 10 did).
+                usm = _counting_usm(self._max_repetitions)
                 await usm.open()
+                shared = self._usm.setdefault(target.credential, usm)
+                if shared is not usm:  # another target opened one meanwhile: use that
+                    usm.close()
+                    usm = shared
             v3 = target.v3
             host = await _resolved(v3.host, v3.port)  # a name: looked up once a poll
             if host != v3.host:

@@ -135,3 +135,33 @@ def test_a_target_named_by_hostname_is_polled_on_our_path(snmpd: Snmpd) -> None:
     samples, fallbacks = run(job())
     assert [s.value for s in samples if s.name == "opswatch_snmp_up"] == [1.0]
     assert fallbacks == 0
+
+
+def test_targets_sharing_a_credential_all_take_our_path_from_the_first_round(
+    snmpd: Snmpd,
+) -> None:
+    """The v3 client is opened before the targets of one round share it: none goes to pysnmp."""
+    from collector.snmp.poller import PollTarget, SnmpPoller
+    from collector.snmp.profiles import available_profiles
+
+    usm_user = user(V3_USERS[0])
+    targets = [
+        PollTarget(
+            f"sw{i}", "127.0.0.1", (available_profiles()["system"],), port=snmpd.port,
+            v3=V3Target("127.0.0.1", usm_user, snmpd.port, timeout=1.0, retries=1),
+            credential="lab-v3",
+        )
+        for i in range(8)
+    ]  # fmt: skip
+    poller = SnmpPoller(targets, timeout=20)
+
+    async def job() -> tuple[list[Any], int, int]:
+        try:
+            samples = await poller.acollect(0.0)
+            return samples, poller._usm["lab-v3"].fallbacks, len(poller._usm)
+        finally:
+            poller.close()
+
+    samples, fallbacks, clients = run(job())
+    assert [s.value for s in samples if s.name == "opswatch_snmp_up"] == [1.0] * 8
+    assert (fallbacks, clients) == (0, 1)
