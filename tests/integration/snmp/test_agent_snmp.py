@@ -3,7 +3,10 @@ snmp_exporter's names; a dead target is down without holding the others up."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -99,3 +102,47 @@ def test_agent_polls_snmpd_and_exports_if_mib(tmp_path: Path, snmpd: Snmpd) -> N
     walk = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=60)
     assert walk.returncode == 0, walk.stderr
     assert walk.stdout.strip() == '.1.3.6.1.2.1.1.5.0 = STRING: "ow-test"'
+
+
+def _poller_children(agent_pid: int) -> list[int]:
+    """The agent's SNMP poller processes, from /proc (their parent is the agent)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\nPPid:\t{agent_pid}\n" in text and b"collector.snmp.process" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()  # exited, not reaped
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_the_poller_process_never_outlives_its_agent(
+    tmp_path: Path, snmpd: Snmpd, how: str
+) -> None:
+    """Stopped cleanly, the agent stops its child by pid; killed, the child sees its pipe end."""
+    port = free_port()
+    config = config_for(tmp_path, snmpd, port)
+    with running_agent(config, port, tmp_path) as agent:
+        wait_for("a full SNMP poll", lambda: "opswatch_snmp_up{" in agent.metrics(), timeout=30)
+        [child] = _poller_children(agent.proc.pid)
+        # the polled series come from the child, and its page is only in the full scrape
+        assert "ifHCInOctets{" in agent.get("/metrics?part=snmp").text
+        assert "ifHCInOctets{" not in agent.get("/metrics?part=agent").text
+        if how == "SIGKILL":
+            agent.proc.kill()
+            agent.proc.wait(timeout=10)
+    try:
+        assert wait_for("the poller process to end", lambda: _gone(child) or None, timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # never left behind, even on failure
+            os.kill(child, signal.SIGKILL)
