@@ -8,10 +8,11 @@ scrape writes the lines again from these, byte for byte as `profiles.render` wri
 
 from __future__ import annotations
 
+import math
 from array import array
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -19,9 +20,10 @@ if TYPE_CHECKING:
     _Numbers: TypeAlias = array[int] | array[float]
 
 from agent.model import MetricMeta
-from exporters.text import Unrenderable, family_header, int_text, value_text
+from exporters.text import Unrenderable, family_header, go_float, int_text
 
 _CHUNK = 256 * 1024  # bytes a page piece is sent in
+_INF = math.inf
 _ROWS = "I"  # label text indexes: a device with more than 2^32 series is not a device
 
 
@@ -40,9 +42,18 @@ class DevicePage:
             return ""
         rows, values = column
         labels = self.labels
-        spell: Callable[[Any], str] = int_text if values.typecode in "qQ" else value_text
         pairs = zip(rows, values, strict=True)
-        return "".join([f"{name}{labels[r]}{spell(v)}\n" for r, v in pairs])
+        # int_text's and value_text's common cases inline: a call a line was a third of this
+        if values.typecode in "qQ":
+            return "".join([
+                f"{name}{labels[r]}{v}.0\n" if -1_000_000 < v < 1_000_000
+                else f"{name}{labels[r]}{int_text(int(v))}\n"
+                for r, v in pairs
+            ])  # fmt: skip
+        return "".join([
+            f"{name}{labels[r]}{v!r}\n" if -_INF < v < 1e6 else f"{name}{labels[r]}{go_float(v)}\n"
+            for r, v in pairs
+        ])  # fmt: skip
 
 
 class PageWriter:

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
+from agent.model import MetricMeta, MetricType, Sample, make_labels
 from collector.snmp import counters, profiles
 from collector.snmp.client import SnmpClient, Target
 from collector.snmp.errors import SnmpAuthError, SnmpError, SnmpTimeout
@@ -331,7 +331,7 @@ class SnmpPoller:
                     _merge(lines, mine)
             indicators = counters.interface_indicators(self.state, target.name, out + kept, now)
             rule_only = [s for s in kept if s.name in wanted]
-            label_texts: dict[Labels, str] = {}  # a row's indicators share its labels
+            label_texts: dict[int, str] = {}  # a row's indicators share its label tuple
             for s in indicators:
                 if not profiles.write_line(s, lines if page is None else page, label_texts):
                     out.append(s)

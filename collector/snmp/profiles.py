@@ -185,15 +185,28 @@ class Table:
         depth = len(column)
         buckets = self._columns.get(depth)
         if buckets is None:
-            buckets = self._columns[depth] = {}
-            for key, vb in self.by_oid.items():
-                size = len(key) - depth
-                if size > 0:
-                    found = buckets.get((key[:depth], size))
-                    if found is None:
-                        found = buckets[(key[:depth], size)] = []
-                    found.append((key[depth:], vb))
+            buckets = self._columns[depth] = self._bucket(depth)
         return buckets.get((column, width), [])
+
+    def _bucket(self, depth: int) -> dict[tuple[tuple[int, ...], int], _Rows]:
+        """Every varbind's (index, varbind) under its first `depth` sub-identifiers and size.
+
+        A walk returns a column's rows one after another, so a run of varbinds shares its
+        bucket: it is looked up once a run, not hashed again for each of ~2,000 varbinds.
+        """
+        buckets: dict[tuple[tuple[int, ...], int], _Rows] = {}
+        head: tuple[int, ...] = ()
+        size, found = 0, list[tuple[tuple[int, ...], VarBind]]()
+        for key, vb in self.by_oid.items():
+            if len(key) - depth != size or key[:depth] != head:
+                size, head = len(key) - depth, key[:depth]
+                if size <= 0:
+                    continue
+                found = buckets.setdefault((head, size), [])
+            elif size <= 0:
+                continue
+            found.append((key[depth:], vb))
+        return buckets
 
     def under(self, prefix: Oid) -> Iterator[VarBind]:
         """Varbinds strictly below `prefix`, in OID order."""
@@ -312,19 +325,20 @@ def _row(
 def write_line(
     sample: Sample,
     lines: dict[str, list[str]] | PageWriter,
-    texts: dict[Labels, str] | None = None,
+    texts: dict[int, str] | None = None,
 ) -> bool:
     """Append `sample` to `lines` as its exposition line; False if it must stay a Sample.
 
-    `texts` caches label texts for samples that share their labels (a row's indicators).
+    `texts` caches label texts by the identity of the label tuple, for samples that share one
+    (a row's indicators) while the caller holds them: hashing the tuple again cost more.
     """
-    text = None if texts is None else texts.get(sample.labels)
+    text = None if texts is None else texts.get(id(sample.labels))
     try:
         if text is None:
             line = sample_line(sample.name, sample.labels, sample.value)
             text = line[len(sample.name) : line.rindex(" ") + 1]
             if texts is not None:
-                texts[sample.labels] = text
+                texts[id(sample.labels)] = text
         elif not isinstance(lines, PageWriter):
             line = f"{sample.name}{text}{value_text(sample.value)}\n"
     except ValueError:
