@@ -726,13 +726,14 @@ def reference(by: dict[str, Result]) -> Result | None:
     """snmp_exporter's v2c figures, averaged over its windows before and after the agent's.
 
     The host's other load drifts over minutes; measuring the reference on both sides of the
-    agent's window keeps that drift out of the ratio (a peak is the larger of the two).
+    agent's window keeps that drift out of the ratio. Each window is a new snmp_exporter
+    process, so each has a peak RSS of its own: the mean of the two is the reference too.
     """
     runs = [r for r in (by.get("snmp_exporter if_mib"), by.get("snmp_exporter if_mib, after")) if r]
     if not runs:
         return None
-    mean = {k: statistics.mean(r[k] for r in runs) for k in ("cpu_ms_per_poll", "devices_per_s")}
-    return mean | {"peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+    keys = ("cpu_ms_per_poll", "devices_per_s", "peak_rss_mib")
+    return {k: statistics.mean(r[k] for r in runs) for k in keys}
 
 
 def print_table(results: list[Result]) -> None:
