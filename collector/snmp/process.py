@@ -9,10 +9,11 @@ switches poll in about a third of the memory they took inside the agent (bench/s
 
 Frames on the child's stdout: a kind byte, the 4-byte id of the request it answers, a 4-byte
 length, the payload. `R` a round's result (JSON), `P` a piece of a page (exposition text), `E`
-a page's end, `L` a log record (JSON), logged again by the agent through its own handlers (so
-secrets are scrubbed as everywhere else). What comes from the child is JSON, never pickle: it
-handles device data. A child that dies or hangs is killed and started again on the next round;
-one that outlives its agent sees its stdin end and exits.
+a page's end, `X` a page that failed (its scrape fails too), `L` a log record (JSON), logged
+again by the agent through its own handlers (so secrets are scrubbed as everywhere else). What
+comes from the child is JSON, never pickle: it handles device data. A child that dies or hangs
+is killed and started again on the next round; one that outlives its agent sees its stdin end
+and exits.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pickle
 import signal
 import struct
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -41,8 +43,8 @@ CHILD = "import sys; sys.modules['ssl'] = None; from collector.snmp.process impo
 """The child's program: `ssl` kept out of asyncio saves ~5 MiB; the poller needs no TLS."""
 _HEAD = struct.Struct(">cII")  # kind, request id, payload length
 _MAX_FRAME = 64 * 2**20  # the pickled poller of a few thousand targets is ~1 MiB
-_PAGE_STALL = 10.0  # seconds without a piece before a scrape gives up on the poller's page
-_QUEUED_PIECES = 8  # page pieces (256 KiB each) the agent holds for a slow scraper
+_PAGE_STALL = 10.0  # seconds a scrape waits for a piece, or a piece waits for its scraper
+_PAGE_BUFFER = 256 * 2**20  # bytes of one page the agent holds for a scraper that reads slowly
 _READ_AHEAD = 2**20  # what the agent buffers of the child's stdout: a page is read as it is sent
 _LATE_ROUNDS = 2
 RESTARTS = MetricMeta(
@@ -152,11 +154,55 @@ async def _round(poller: SnmpPoller, command: Any, busy: asyncio.Lock, out: _Out
 async def _page(
     pages: dict[str, page.DevicePage], meta: dict[str, MetricMeta], page_id: int, out: _Out
 ) -> None:
-    for piece in page.render(pages, meta):
-        out.send(b"P", page_id, piece)
-        await out.drain()  # the pipe's pace: polling goes on while the agent sends the page
-    out.send(b"E", page_id, b"")
+    try:  # a copy: a round that ends meanwhile replaces or drops devices' pages
+        for piece in page.render(dict(pages), meta):
+            out.send(b"P", page_id, piece)
+            await out.drain()  # the pipe's pace: polling goes on while the agent sends the page
+    except Exception as exc:  # the scrape must fail, not end as if the page were whole
+        logging.getLogger(__name__).exception("SNMP page failed")
+        out.send(b"X", page_id, f"{type(exc).__name__}: {exc}".encode())
+    else:
+        out.send(b"E", page_id, b"")
     await out.drain()
+
+
+class _PageBuffer:
+    """One scrape's pieces, as the reader receives them; the reader never waits on a scraper.
+
+    Items are pieces, None at the end, or the error that cut the page short. A scraper that
+    leaves pieces untaken for `_PAGE_STALL` seconds, or lets more than `_PAGE_BUFFER` bytes pile
+    up, is abandoned: its pieces are freed and it gets an error, so the rounds and the other
+    scrapes, which share the child's one pipe, never wait on it.
+    """
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+        self.size = 0
+        self.taken = time.monotonic()  # when the scraper last took a piece
+
+    def put(self, item: bytes | Exception | None) -> bool:
+        """Queue `item`; False if the scraper was too slow and is abandoned instead."""
+        if isinstance(item, bytes):
+            self.size += len(item)
+            idle = time.monotonic() - self.taken
+            if self.size > _PAGE_BUFFER or (not self.queue.empty() and idle > _PAGE_STALL):
+                self.fail(SnmpError("SNMP poller page abandoned: the scraper reads too slowly"))
+                return False
+        self.queue.put_nowait(item)
+        return True
+
+    def fail(self, exc: Exception) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.size = 0
+        self.queue.put_nowait(exc)
+
+    async def get(self) -> bytes | Exception | None:
+        item = await asyncio.wait_for(self.queue.get(), _PAGE_STALL)
+        if isinstance(item, bytes):
+            self.size -= len(item)
+        self.taken = time.monotonic()
+        return item
 
 
 def _tune_gc() -> None:
@@ -185,8 +231,7 @@ class PollerProcess:
         self._reader: asyncio.Task[None] | None = None
         self._doomed = False  # signalled: waits to be reaped and replaced
         self._rounds: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._page: tuple[int, asyncio.Queue[bytes | None]] | None = None
-        self._page_lock: asyncio.Lock | None = None
+        self._pages: dict[int, _PageBuffer] = {}  # the scrapes reading the child's page
         self._ids = itertools.count(1)
         self._late = 0
 
@@ -238,24 +283,26 @@ class PollerProcess:
         return [*_decode(result["samples"]), restarts]
 
     async def page(self) -> AsyncIterator[bytes]:
-        """The child's page in pieces; nothing if it is not running, cut short if it stalls."""
-        if self._page_lock is None:
-            self._page_lock = asyncio.Lock()
-        async with self._page_lock:
-            proc = self._proc
-            if proc is None or not self._serving():
-                return
-            page_id = next(self._ids)
-            pieces: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUED_PIECES)
-            self._page = (page_id, pieces)
-            try:
-                self._send(proc, {"op": "page", "id": page_id})
-                while (piece := await asyncio.wait_for(pieces.get(), _PAGE_STALL)) is not None:
-                    yield piece
-            except (TimeoutError, OSError) as exc:
-                log.warning("SNMP poller page cut short: %s", exc or "stalled")
-            finally:
-                self._page = None
+        """The child's page in pieces; nothing if it is not running.
+
+        Raises SnmpError if the page is cut short (the child died or stalled, or this scraper
+        read too slowly), so the HTTP response is aborted rather than ended as if whole.
+        """
+        proc, pages = self._proc, self._pages
+        if proc is None or not self._serving():
+            return
+        page_id = next(self._ids)
+        buffer = pages[page_id] = _PageBuffer()
+        try:
+            self._send(proc, {"op": "page", "id": page_id})
+            while (piece := await buffer.get()) is not None:
+                if isinstance(piece, Exception):
+                    raise piece
+                yield piece
+        except TimeoutError:
+            raise SnmpError(f"SNMP poller page: no piece for {_PAGE_STALL:g}s") from None
+        finally:
+            pages.pop(page_id, None)  # what the child still sends of it is dropped
 
     def close(self) -> None:
         """Stop the child (SIGTERM; SIGKILL from `aclose` if it lingers)."""
@@ -277,6 +324,9 @@ class PollerProcess:
         if proc is not None and self._serving():
             return proc
         if proc is not None:
+            if not self._doomed:  # its stdout ended: let asyncio reap it, for its real status
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 1)
             self._kill()
             await proc.wait()  # reaped by its pid before another starts
             self.restarts += 1
@@ -290,8 +340,9 @@ class PollerProcess:
         )  # fmt: skip
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(_HEAD.pack(b"S", 0, len(self._spec)) + self._spec)
-        self._proc, self._late, self._doomed, self._rounds = proc, 0, False, {}
-        self._reader = asyncio.create_task(self._read(proc.stdout, self._rounds))
+        self._proc, self._late, self._doomed = proc, 0, False
+        self._rounds, self._pages = {}, {}
+        self._reader = asyncio.create_task(self._read(proc.stdout, self._rounds, self._pages))
         log.info("SNMP poller process started", extra={"pid": proc.pid, "collector": self.name})
         return proc
 
@@ -301,12 +352,15 @@ class PollerProcess:
         proc.stdin.write(json.dumps(command).encode() + b"\n")
 
     async def _read(
-        self, stdout: asyncio.StreamReader, rounds: dict[int, asyncio.Future[dict[str, Any]]]
+        self,
+        stdout: asyncio.StreamReader,
+        rounds: dict[int, asyncio.Future[dict[str, Any]]],
+        pages: dict[int, _PageBuffer],
     ) -> None:
         """Dispatch the child's frames until its stdout ends; then fail what waits on it."""
         try:
             while True:
-                await self._dispatch(*await read_frame(stdout), rounds)
+                self._dispatch(*await read_frame(stdout), rounds, pages)
         except (asyncio.IncompleteReadError, SnmpError, ValueError, KeyError) as exc:
             if not isinstance(exc, asyncio.IncompleteReadError):
                 log.error("SNMP poller process sent garbage: %s", exc)
@@ -315,30 +369,30 @@ class PollerProcess:
             for answer in rounds.values():
                 if not answer.done():
                     answer.set_exception(SnmpError("SNMP poller process exited"))
-            if self._page is not None and self._reader is asyncio.current_task():
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._page[1].put_nowait(None)
+            for buffer in pages.values():
+                buffer.fail(SnmpError("SNMP poller process exited in the middle of a page"))
 
-    async def _dispatch(
+    def _dispatch(
         self,
         kind: bytes,
         request_id: int,
         payload: bytes,
         rounds: dict[int, asyncio.Future[dict[str, Any]]],
+        pages: dict[int, _PageBuffer],
     ) -> None:
         if kind == b"R":
             answer = rounds.get(request_id)
             if answer is not None and not answer.done():
                 answer.set_result(json.loads(payload))
-        elif kind in (b"P", b"E"):
-            wanted = self._page
-            if wanted is None or wanted[0] != request_id:
+        elif kind in (b"P", b"E", b"X"):
+            buffer = pages.get(request_id)
+            if buffer is None:
                 return  # a scrape that went away: the rest of its page is dropped
-            piece = payload if kind == b"P" else None
-            try:
-                await asyncio.wait_for(wanted[1].put(piece), _PAGE_STALL)
-            except TimeoutError:
-                self._page = None  # the scraper stopped reading: let the poller go on
+            if kind == b"P" and not buffer.put(payload):
+                del pages[request_id]
+            elif kind != b"P":
+                error = SnmpError(f"SNMP poller page failed: {payload.decode(errors='replace')}")
+                buffer.put(None if kind == b"E" else error)
         elif kind == b"L":
             record = json.loads(payload)
             child = logging.getLogger(record["name"])

@@ -153,6 +153,58 @@ def test_a_hung_child_fails_its_rounds_then_is_replaced(snmpd: Snmpd) -> None:
     assert value(samples, "opswatch_snmp_up", "lab") == 1
 
 
+def test_a_scraper_that_stops_reading_holds_up_no_other_scrape_and_no_round(
+    snmpd: Snmpd,
+) -> None:
+    async def body(proc: PollerProcess) -> tuple[str, list[Any], str]:
+        await proc.acollect(1e9)
+        stalled = proc.page()
+        first = (await anext(stalled)).decode()  # then it reads no more, as a stuck client
+        try:
+            samples = await asyncio.wait_for(proc.acollect(1e9 + 30), 10)
+            other = await asyncio.wait_for(page_text(proc), 10)
+        finally:
+            await stalled.aclose()
+        return first, samples, other
+
+    first, samples, other = run(body, process_for(snmpd))
+    assert first.startswith("# HELP ")
+    assert value(samples, "opswatch_snmp_up", "lab") == 1
+    assert 'target="lab"' in other and other.endswith("\n")
+
+
+def test_a_page_the_child_stops_sending_fails_the_scrape(
+    snmpd: Snmpd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cut page must not end like a whole one: Prometheus would take it and lose series."""
+    monkeypatch.setattr("collector.snmp.process._PAGE_STALL", 1.0)
+
+    async def body(proc: PollerProcess) -> list[str]:
+        await proc.acollect(1e9)
+        pid = proc.pid
+        assert pid is not None
+        errors = []
+        os.kill(pid, signal.SIGSTOP)  # stalled: no piece comes
+        with pytest.raises(SnmpError) as stalled:
+            await page_text(proc)
+        errors.append(str(stalled.value))
+        pages = proc.page()
+        waiting = asyncio.ensure_future(anext(pages))
+        await asyncio.sleep(0.2)  # the request is in the pipe; the child dies before answering
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(SnmpError) as died:
+            await waiting
+        errors.append(str(died.value))
+        await pages.aclose()
+        return errors
+
+    errors = run(body, process_for(snmpd))
+    assert errors == [
+        "SNMP poller page: no piece for 1s",
+        "SNMP poller process exited in the middle of a page",
+    ]
+
+
 def test_the_child_loads_no_config_server_or_tls_libraries() -> None:
     """What keeps the child small: nothing of the agent's but the poller (bench/snmp_poll.py)."""
     code = CHILD.replace("main()", "print(' '.join(sorted(sys.modules)))")
