@@ -20,6 +20,7 @@ from agent.config import ApiToken
 from agent.model import RemediationRun, RunState, Ticket, TicketState
 from agent.series import Series, SeriesView
 from exporters.prometheus import CONTENT_TYPE, MetricsExporter
+from exporters.text import merge_pages
 
 E = TypeVar("E", bound=enum.Enum)
 Handler = Callable[[Request], Awaitable[Response]]
@@ -159,8 +160,12 @@ def create_app(
                     chunk, size = [], 0
             if chunk:
                 yield b"".join(chunk)
-            for stream in streams:  # the SNMP poller process' page, as it writes it
-                async for piece in stream():
+            if len(streams) == 1:  # the SNMP poller process' page, as it writes it
+                async for piece in streams[0]():
+                    yield piece
+            elif streams:  # pollers of several intervals write the same families: one header
+                pages = [b"".join([piece async for piece in stream()]) for stream in streams]
+                for piece in merge_pages(pages):
                     yield piece
 
         headers = {} if streams else {"Content-Length": str(sum(map(len, parts)))}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from agent.model import Labels, MetricMeta, MetricType, Sample
 
@@ -160,3 +160,38 @@ def render_family(
             text = labels[s.labels] = label_text(s.labels)
         append(f"{name}{text}{value_text(s.value)}\n")
     return "".join(out).encode("utf-8")
+
+
+def merge_pages(pages: Sequence[bytes], chunk: int = 256 * 1024) -> Iterator[bytes]:
+    """Pages written apart (one per SNMP poller process) as one, each family under one header.
+
+    The text format allows one HELP/TYPE block per family; pollers of different intervals
+    write the same families (ifHCInOctets...). Every family of a page starts at its `# HELP`
+    line, and label values never hold a raw newline, so a page splits at `\\n# HELP `. A family
+    of several pages keeps the first header and every page's lines, in page order.
+    """
+    families: dict[bytes, list[bytes]] = {}
+    for text in pages:
+        for i, block in enumerate(text.split(b"\n# HELP ")):
+            if i == 0:
+                if not block:
+                    continue
+                if not block.startswith(b"# HELP "):
+                    raise ValueError("a page must start with a # HELP line")
+                block = block[7:]
+            if not block.endswith(b"\n"):
+                block += b"\n"
+            name = block[: block.index(b" ")]
+            head_end = block.index(b"\n", block.index(b"\n") + 1) + 1  # the HELP and TYPE lines
+            entry = families.setdefault(name, [b"# HELP " + block[:head_end]])
+            entry.append(block[head_end:])
+    out: list[bytes] = []
+    size = 0
+    for entry in families.values():
+        out += entry
+        size += sum(map(len, entry))
+        if size >= chunk:
+            yield b"".join(out)
+            out, size = [], 0
+    if out:
+        yield b"".join(out)

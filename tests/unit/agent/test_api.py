@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -56,6 +56,29 @@ def test_metrics_parts_split_the_agent_from_the_poller_process_page(store: Store
     assert "node_load1 0.5" in agent and "ifMtu" not in agent
     assert snmp == '# HELP ifMtu x\n# TYPE ifMtu gauge\nifMtu{target="sw1"} 1500.0\n'
     assert http.get("/metrics?part=everything").status_code == 400
+
+
+def test_pages_of_pollers_of_two_intervals_share_each_family_header(store: Store) -> None:
+    """Text format: one HELP/TYPE per family. A 30 s and a 300 s poller write the same ones."""
+    http, exporter = client(store)
+
+    def poller(target: str, mtu: str) -> Callable[[], AsyncIterator[bytes]]:
+        async def page() -> AsyncIterator[bytes]:
+            yield b"# HELP ifMtu x\n# TYPE ifMtu gauge\n"
+            yield f'ifMtu{{target="{target}"}} {mtu}\n'.encode()
+            yield b"# HELP ifSpeed \n# TYPE ifSpeed gauge\n"
+            yield f'ifSpeed{{target="{target}",ifAlias="# HELP \\n"}} 1.0\n'.encode()
+
+        return page
+
+    exporter.streams += [poller("core", "9000.0"), poller("edge", "1500.0")]
+    assert http.get("/metrics?part=snmp").text == (
+        "# HELP ifMtu x\n# TYPE ifMtu gauge\n"
+        'ifMtu{target="core"} 9000.0\nifMtu{target="edge"} 1500.0\n'
+        "# HELP ifSpeed \n# TYPE ifSpeed gauge\n"
+        'ifSpeed{target="core",ifAlias="# HELP \\n"} 1.0\n'
+        'ifSpeed{target="edge",ifAlias="# HELP \\n"} 1.0\n'
+    )
 
 
 def test_alerts_runs_and_tickets_as_json(store: Store) -> None:
