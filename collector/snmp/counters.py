@@ -81,14 +81,28 @@ class CounterState:
     others: dict[tuple[str, str, Labels], tuple[float, float]] = field(default_factory=dict)
     """Baselines of counters outside `_SLOTS`, one entry each."""
     uptime: dict[str, float] = field(default_factory=dict)
+    uptime_at: dict[str, float] = field(default_factory=dict)  # when `uptime` was read
     reboots: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def observe_uptime(self, target: str, ticks: float) -> bool:
-        """Record sysUpTime; True (and every baseline of `target` dropped) if it went back."""
+    def observe_uptime(self, target: str, ticks: float, now: float | None = None) -> bool:
+        """Record sysUpTime; True (and every baseline of `target` dropped) if it went back.
+
+        TimeTicks are 32-bit: a device up for 497 days wraps to 0. Given `now`, a drop whose
+        wrapped difference matches the time since the last poll (within a minute and 1%) is
+        that wrap, not a reboot: a rebooted device counts from 0 only since its boot.
+        """
         last = self.uptime.get(target)
         self.uptime[target] = ticks
+        last_seen = self.uptime_at.get(target)
+        if now is not None:
+            self.uptime_at[target] = now
         if last is None or ticks >= last:
             return False
+        if now is not None and last_seen is not None:
+            elapsed = now - last_seen
+            wrapped = (ticks + 2**32 - last) / 100  # seconds
+            if abs(wrapped - elapsed) <= 60 + elapsed / 100:
+                return False
         self.forget(target)
         self.reboots[target] += 1
         return True

@@ -310,7 +310,7 @@ class SnmpPoller:
     ) -> tuple[list[Sample], dict[str, bytes], list[Sample]]:
         """The target's samples; with `pre_render` also its lines by family and rule samples."""
         table = profiles.Table(varbinds)
-        self._observe_uptime(target.name, table.by_oid.get(SYS_UPTIME_0))
+        self._observe_uptime(target.name, table.by_oid.get(SYS_UPTIME_0), now)
         base = {"target": target.name, **target.labels}
         out: list[Sample] = []
         wanted = self._keep
@@ -344,10 +344,10 @@ class SnmpPoller:
         texts = {family: "".join(text).encode() for family, text in lines.items() if text}
         return out, texts, rule_only
 
-    def _observe_uptime(self, target: str, uptime: VarBind | None) -> None:
+    def _observe_uptime(self, target: str, uptime: VarBind | None, now: float) -> None:
         if uptime is None or uptime.tag is not Tag.TIMETICKS or not isinstance(uptime.value, int):
             return  # no sysUpTime: no reboot detection, counters still get wrap/reset checks
-        if self.state.observe_uptime(target, float(uptime.value)):
+        if self.state.observe_uptime(target, float(uptime.value), now):
             log.info("device rebooted: counter baselines reset", extra={"target": target})
 
     def _report(

@@ -51,6 +51,21 @@ def test_32_bit_octets_used_when_no_hc_and_wrap_gives_true_rate() -> None:
     assert out["opswatch_if_in_utilization_ratio"] == pytest.approx(0.0008)
 
 
+def test_sysuptime_wrapping_after_497_days_is_not_a_reboot() -> None:
+    state = CounterState()
+    assert not state.observe_uptime("sw1", 2**32 - 1000, now=0)  # 10 s before the wrap
+    interface_indicators(state, "sw1", row(0, ifHCInOctets=10**12), 0)
+    assert not state.observe_uptime("sw1", 2000, now=30)  # 30 s later: wrapped, same boot
+    assert state.reboots["sw1"] == 0
+    after = by_name(interface_indicators(state, "sw1", row(30, ifHCInOctets=10**12 + 30_000), 30))
+    assert after["opswatch_if_in_bytes_per_second"] == 1000  # the baseline was kept
+    # a reboot near the wrap is still one: up 5 s now, but 30 min since the last poll
+    assert state.observe_uptime("sw1", 500, now=1830)
+    # ... and a device that came back up days after its last poll, whatever it showed
+    assert not state.observe_uptime("sw2", 2**32 - 100, now=0)
+    assert state.observe_uptime("sw2", 10**6, now=3 * 86400)
+
+
 def test_reboot_drops_baselines_so_no_spike() -> None:
     state = CounterState()
     assert not state.observe_uptime("sw1", 100_000)
