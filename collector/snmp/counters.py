@@ -113,6 +113,17 @@ class CounterState:
         for key in [k for k in self.others if k[0] == target]:
             del self.others[key]
 
+    def prune(self, target: str, before: float) -> None:
+        """Drop `target`'s baselines last read before `before`: rows that went away (a tunnel,
+        a renamed ifAlias) would otherwise be kept for the life of the poller."""
+        rows = self.rows.get(target)
+        if rows:
+            for key in [k for k, row in rows.items() if _newest(row) < before]:
+                del rows[key]
+        others = self.others
+        for other in [k for k, (_, t) in others.items() if k[0] == target and t < before]:
+            del others[other]
+
     def rate(self, target: str, sample: Sample, bits: int = 64) -> float | None:
         """Per-second increase since the last reading, or None when there is no valid one."""
         slot = _SLOTS.get(sample.name)
@@ -142,6 +153,10 @@ def counter_delta(old: float, new: float, bits: int) -> float | None:
     if bits == 32 and old - new > _WRAP32 / 2:  # small after large: it wrapped, not reset
         return new + _WRAP32 - old
     return None
+
+
+def _newest(row: array[float]) -> float:
+    return max((t for t in row[1::2] if t == t), default=-math.inf)  # t != t: never read (NaN)
 
 
 def interface_indicators(

@@ -311,6 +311,7 @@ class SnmpPoller:
         """The target's samples; with `pre_render` also its lines by family and rule samples."""
         table = profiles.Table(varbinds)
         self._observe_uptime(target.name, table.by_oid.get(SYS_UPTIME_0), now)
+        self.state.prune(target.name, now - 3 * self.interval)  # rows gone for three rounds
         base = {"target": target.name, **target.labels}
         out: list[Sample] = []
         wanted = self._keep

@@ -113,3 +113,16 @@ def test_a_row_keeps_its_baselines_in_one_array_and_other_counters_still_get_rat
     state.forget("sw1")
     assert state.rows == {} and state.others == {}
     assert interface_indicators(state, "sw1", row(10, ifHCInOctets=5), 10) == []
+
+
+def test_baselines_of_rows_that_went_away_are_dropped() -> None:
+    state = CounterState()
+    gone = [Sample("ifHCInOctets", make_labels({"ifIndex": "7"}), 5.0, 0)]
+    interface_indicators(state, "sw1", row(0, ifHCInOctets=10, ifInErrors=1) + gone, 0)
+    state.rate("sw1", Sample("ciscoCpu_total", make_labels({}), 1.0, 0))  # outside the rows
+    interface_indicators(state, "sw1", row(60, ifHCInOctets=70), 60)
+    state.prune("sw1", before=30)
+    # the row still polled keeps its baseline (its errors slot, last read at 0, with it)
+    assert [len(state.rows["sw1"]), len(state.others)] == [1, 0]
+    after = by_name(interface_indicators(state, "sw1", row(120, ifHCInOctets=130), 120))
+    assert after["opswatch_if_in_bytes_per_second"] == 1
