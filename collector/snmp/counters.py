@@ -80,29 +80,25 @@ class CounterState:
     rows: dict[str, dict[int, array[float]]] = field(default_factory=dict)
     others: dict[tuple[str, str, Labels], tuple[float, float]] = field(default_factory=dict)
     """Baselines of counters outside `_SLOTS`, one entry each."""
-    uptime: dict[str, float] = field(default_factory=dict)
-    uptime_at: dict[str, float] = field(default_factory=dict)  # when `uptime` was read
+    uptime: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Each target's last sysUpTime (ticks) and when it was read."""
     reboots: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-    def observe_uptime(self, target: str, ticks: float, now: float | None = None) -> bool:
+    def observe_uptime(self, target: str, ticks: float, now: float) -> bool:
         """Record sysUpTime; True (and every baseline of `target` dropped) if it went back.
 
-        TimeTicks are 32-bit: a device up for 497 days wraps to 0. Given `now`, a drop whose
-        wrapped difference matches the time since the last poll (within a minute and 1%) is
-        that wrap, not a reboot: a rebooted device counts from 0 only since its boot.
+        TimeTicks are 32-bit: a device up for 497 days wraps to 0. A drop whose wrapped
+        difference matches the time since the last poll (within a minute and 1%) is that
+        wrap, not a reboot: a rebooted device counts from 0 only since its boot.
         """
         last = self.uptime.get(target)
-        self.uptime[target] = ticks
-        last_seen = self.uptime_at.get(target)
-        if now is not None:
-            self.uptime_at[target] = now
-        if last is None or ticks >= last:
+        self.uptime[target] = (ticks, now)
+        if last is None or ticks >= last[0]:
             return False
-        if now is not None and last_seen is not None:
-            elapsed = now - last_seen
-            wrapped = (ticks + 2**32 - last) / 100  # seconds
-            if abs(wrapped - elapsed) <= 60 + elapsed / 100:
-                return False
+        elapsed = now - last[1]
+        wrapped = (ticks + 2**32 - last[0]) / 100  # seconds
+        if abs(wrapped - elapsed) <= 60 + elapsed / 100:
+            return False
         self.forget(target)
         self.reboots[target] += 1
         return True
@@ -113,16 +109,14 @@ class CounterState:
         for key in [k for k in self.others if k[0] == target]:
             del self.others[key]
 
-    def prune(self, target: str, before: float) -> None:
-        """Drop `target`'s baselines last read before `before`: rows that went away (a tunnel,
-        a renamed ifAlias) would otherwise be kept for the life of the poller."""
-        rows = self.rows.get(target)
-        if rows:
+    def prune(self, before: float) -> None:
+        """Drop the baselines last read before `before`, once a round: rows that went away (a
+        tunnel, a renamed ifAlias) would otherwise be kept for the life of the poller."""
+        for rows in self.rows.values():
             for key in [k for k, row in rows.items() if _newest(row) < before]:
                 del rows[key]
-        others = self.others
-        for other in [k for k, (_, t) in others.items() if k[0] == target and t < before]:
-            del others[other]
+        for other in [k for k, (_, t) in self.others.items() if t < before]:
+            del self.others[other]
 
     def rate(self, target: str, sample: Sample, bits: int = 64) -> float | None:
         """Per-second increase since the last reading, or None when there is no valid one."""

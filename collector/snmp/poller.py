@@ -211,6 +211,7 @@ class SnmpPoller:
                 texts.setdefault(family, []).append(text)
         if self._keep is not None:
             self.texts, self.rule_samples = texts, for_rules
+        self.state.prune(now - 3 * self.interval)  # rows gone for three rounds
         return out
 
     def close(self) -> None:
@@ -311,7 +312,6 @@ class SnmpPoller:
         """The target's samples; with `pre_render` also its lines by family and rule samples."""
         table = profiles.Table(varbinds)
         self._observe_uptime(target.name, table.by_oid.get(SYS_UPTIME_0), now)
-        self.state.prune(target.name, now - 3 * self.interval)  # rows gone for three rounds
         base = {"target": target.name, **target.labels}
         out: list[Sample] = []
         wanted = self._keep

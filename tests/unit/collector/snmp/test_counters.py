@@ -68,9 +68,9 @@ def test_sysuptime_wrapping_after_497_days_is_not_a_reboot() -> None:
 
 def test_reboot_drops_baselines_so_no_spike() -> None:
     state = CounterState()
-    assert not state.observe_uptime("sw1", 100_000)
+    assert not state.observe_uptime("sw1", 100_000, now=0)
     interface_indicators(state, "sw1", row(0, ifHCInOctets=10**12, ifInErrors=500), 0)
-    assert state.observe_uptime("sw1", 300)  # sysUpTime went back: the device rebooted
+    assert state.observe_uptime("sw1", 300, now=60)  # sysUpTime went back: the device rebooted
     after = interface_indicators(state, "sw1", row(60, ifHCInOctets=10**6, ifInErrors=2), 60)
     assert after == []
     later = by_name(
@@ -121,7 +121,7 @@ def test_baselines_of_rows_that_went_away_are_dropped() -> None:
     interface_indicators(state, "sw1", row(0, ifHCInOctets=10, ifInErrors=1) + gone, 0)
     state.rate("sw1", Sample("ciscoCpu_total", make_labels({}), 1.0, 0))  # outside the rows
     interface_indicators(state, "sw1", row(60, ifHCInOctets=70), 60)
-    state.prune("sw1", before=30)
+    state.prune(before=30)
     # the row still polled keeps its baseline (its errors slot, last read at 0, with it)
     assert [len(state.rows["sw1"]), len(state.others)] == [1, 0]
     after = by_name(interface_indicators(state, "sw1", row(120, ifHCInOctets=130), 120))
