@@ -159,7 +159,7 @@ async def _page(
             out.send(b"P", page_id, piece)
             await out.drain()  # the pipe's pace: polling goes on while the agent sends the page
     except Exception as exc:  # the scrape must fail, not end as if the page were whole
-        logging.getLogger(__name__).exception("SNMP page failed")
+        log.exception("SNMP page failed")
         out.send(b"X", page_id, f"{type(exc).__name__}: {exc}".encode())
     else:
         out.send(b"E", page_id, b"")
@@ -388,11 +388,13 @@ class PollerProcess:
             buffer = pages.get(request_id)
             if buffer is None:
                 return  # a scrape that went away: the rest of its page is dropped
-            if kind == b"P" and not buffer.put(payload):
+            if kind == b"E":
+                buffer.put(None)
+            elif kind == b"X":
+                reason = payload.decode(errors="replace")
+                buffer.put(SnmpError(f"SNMP poller page failed: {reason}"))
+            elif not buffer.put(payload):
                 del pages[request_id]
-            elif kind != b"P":
-                error = SnmpError(f"SNMP poller page failed: {payload.decode(errors='replace')}")
-                buffer.put(None if kind == b"E" else error)
         elif kind == b"L":
             record = json.loads(payload)
             child = logging.getLogger(record["name"])
