@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    _Numbers: TypeAlias = array[int] | array[float]
+    Numbers: TypeAlias = array[int] | array[float]
 
 from agent.model import MetricMeta
 from exporters.text import Unrenderable, family_header, go_float, int_text
@@ -32,7 +32,7 @@ class DevicePage:
     """One device's families: each distinct label text once, values in arrays."""
 
     labels: tuple[str, ...]
-    columns: Mapping[str, tuple[array[int], _Numbers]]
+    columns: Mapping[str, tuple[array[int], Numbers]]
     """Family name -> (index into `labels` of each series, its value)."""
 
     def text(self, name: str) -> str:
@@ -69,12 +69,22 @@ class PageWriter:
             found = self._columns[name] = ([], [])
         return found
 
-    def freeze(self) -> DevicePage:
-        """The compact page: label texts interned, numbers packed, a repeated series once."""
+    def freeze(self, onto: DevicePage | None = None) -> DevicePage:
+        """The compact page: label texts interned, numbers packed, a repeated series once.
+
+        With `onto`, the page is that one with these columns added (a family both have gets
+        these rows after its own), and its label indexes stay valid.
+        """
         index: dict[str, int] = {}
-        columns: dict[str, tuple[array[int], _Numbers]] = {}
+        columns: dict[str, tuple[array[int], Numbers]] = {}
+        if onto is not None:
+            index = {text: n for n, text in enumerate(onto.labels)}
+            columns = dict(onto.columns)
         for name, (texts, numbers) in self._columns.items():
             rows = [index.setdefault(t, len(index)) for t in texts]
+            if name in columns:
+                old_rows, old_numbers = columns[name]
+                rows, numbers = [*old_rows, *rows], [*old_numbers, *numbers]
             if len(set(rows)) != len(rows):  # two profiles of one target wrote the same series
                 last = dict(zip(rows, numbers, strict=True))
                 rows, numbers = list(last), list(last.values())
@@ -83,7 +93,7 @@ class PageWriter:
         return DevicePage(tuple(index), columns)
 
 
-def packed(numbers: Sequence[int | float]) -> _Numbers:
+def packed(numbers: Sequence[int | float]) -> Numbers:
     """Integers as 64-bit integers where they fit (spelled exactly), anything else as doubles.
 
     Doubles lose nothing on the page: an integer is written as the float64 nearest to it

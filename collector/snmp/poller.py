@@ -28,6 +28,7 @@ from collector.snmp.client import SnmpClient, Target
 from collector.snmp.errors import SnmpAuthError, SnmpError, SnmpTimeout
 from collector.snmp.model import Oid, Tag, VarBind
 from collector.snmp.page import DevicePage, PageWriter
+from collector.snmp.replay import Recording, Replay
 from collector.snmp.v3model import UsmUser, V3Target
 
 if TYPE_CHECKING:  # the config's pydantic models stay out of the poller process
@@ -154,6 +155,7 @@ class SnmpPoller:
             tuple[int, ...], tuple[tuple[profiles.Profile, ...], list[Oid], list[Oid]]
         ] = {}
         self._keep: frozenset[str] | None = None
+        self._replays: dict[str, Replay] = {}  # target name -> its last render, recorded
         self.texts: dict[str, list[bytes]] = {}
         """Pre-rendered exposition lines of the last round by family, a piece per target."""
         self.rule_samples: list[Sample] = []
@@ -310,11 +312,16 @@ class SnmpPoller:
         latency: float,
     ) -> tuple[list[Sample], dict[str, bytes], list[Sample]]:
         """The target's samples; with `pre_render` also its lines by family and rule samples."""
+        base = {"target": target.name, **target.labels}
+        wanted = self._keep
+        if wanted is not None and self.pages is not None:
+            unwritten, for_rules = self._page_samples(target, now, base, varbinds, wanted)
+            unwritten.extend(self._report(target, now, started, pdus, None, len(varbinds)))
+            unwritten.append(_sample("opswatch_snmp_response_seconds", latency, now, base))
+            return unwritten, {}, for_rules
         table = profiles.Table(varbinds)
         self._observe_uptime(target.name, table.by_oid.get(SYS_UPTIME_0), now)
-        base = {"target": target.name, **target.labels}
         out: list[Sample] = []
-        wanted = self._keep
         if wanted is None:
             for profile in target.profiles:
                 out.extend(profiles.render(profile, table, now, base))
@@ -323,27 +330,77 @@ class SnmpPoller:
             rule_only: list[Sample] = []
         else:
             lines, kept = {}, list[Sample]()
-            page = PageWriter() if self.pages is not None else None
             keep = wanted | counters.INPUTS  # the indicators are computed from these
             for profile in target.profiles:
-                mine: dict[str, list[str]] | PageWriter = {} if page is None else page
+                mine: dict[str, list[str]] = {}
                 out.extend(profiles.render(profile, table, now, base, mine, keep, kept))
-                if not isinstance(mine, PageWriter):
-                    _merge(lines, mine)
-            indicators = counters.interface_indicators(self.state, target.name, out + kept, now)
-            rule_only = [s for s in kept if s.name in wanted]
-            label_texts: dict[int, str] = {}  # a row's indicators share its label tuple
-            for s in indicators:
-                if not profiles.write_line(s, lines if page is None else page, label_texts):
-                    out.append(s)
-                elif s.name in wanted:
-                    rule_only.append(s)
-            if page is not None and self.pages is not None:
-                self.pages[target.name] = page.freeze()
+                _merge(lines, mine)
+            rule_only = self._indicators(target, now, out, kept, wanted, lines)
         out.extend(self._report(target, now, started, pdus, None, len(varbinds)))
         out.append(_sample("opswatch_snmp_response_seconds", latency, now, base))
         texts = {family: "".join(text).encode() for family, text in lines.items() if text}
         return out, texts, rule_only
+
+    def _page_samples(
+        self,
+        target: PollTarget,
+        now: float,
+        base: dict[str, str],
+        varbinds: list[VarBind],
+        wanted: frozenset[str],
+    ) -> tuple[list[Sample], list[Sample]]:
+        """Write `target`'s page: replayed from its last render when the poll allows it.
+
+        Returns the samples the page cannot hold and the rule samples.
+        """
+        assert self.pages is not None
+        replay = self._replays.get(target.name)
+        done = None if replay is None else replay.apply(varbinds, base, now)
+        if done is not None and replay is not None:
+            self._observe_uptime(
+                target.name, varbinds[replay.uptime] if replay.uptime >= 0 else None, now
+            )
+            page, kept = done
+            out: list[Sample] = []
+        else:
+            table = profiles.Table(varbinds)
+            uptime = table.by_oid.get(SYS_UPTIME_0)
+            self._observe_uptime(target.name, uptime, now)
+            writer, kept, out = PageWriter(), list[Sample](), []
+            record = Recording(varbinds)
+            keep = wanted | counters.INPUTS  # the indicators are computed from these
+            for profile in target.profiles:
+                out.extend(profiles.render(profile, table, now, base, writer, keep, kept, record))
+            page = writer.freeze()
+            made = Replay.of(record, varbinds, base, page, uptime)
+            if made is None:
+                self._replays.pop(target.name, None)
+            else:
+                self._replays[target.name] = made
+        more = PageWriter()
+        rule_only = self._indicators(target, now, out, kept, wanted, more)
+        self.pages[target.name] = more.freeze(onto=page)
+        return out, rule_only
+
+    def _indicators(
+        self,
+        target: PollTarget,
+        now: float,
+        out: list[Sample],
+        kept: list[Sample],
+        wanted: frozenset[str],
+        lines: dict[str, list[str]] | PageWriter,
+    ) -> list[Sample]:
+        """Write the interface indicators; the rule samples of `kept` and of them."""
+        indicators = counters.interface_indicators(self.state, target.name, out + kept, now)
+        rule_only = [s for s in kept if s.name in wanted]
+        label_texts: dict[int, str] = {}  # a row's indicators share its label tuple
+        for s in indicators:
+            if not profiles.write_line(s, lines, label_texts):
+                out.append(s)
+            elif s.name in wanted:
+                rule_only.append(s)
+        return rule_only
 
     def _observe_uptime(self, target: str, uptime: VarBind | None, now: float) -> None:
         if uptime is None or uptime.tag is not Tag.TIMETICKS or not isinstance(uptime.value, int):

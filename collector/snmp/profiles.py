@@ -15,15 +15,19 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from agent.model import Labels, MetricMeta, MetricType, Sample, make_labels
 from collector.snmp.model import Oid, Tag, VarBind
 from collector.snmp.page import PageWriter
 from exporters.text import int_text, label_text, sample_line, value_text
 
+if TYPE_CHECKING:
+    from collector.snmp.replay import Recording
+
 SHIPPED = Path(__file__).parent / "profiles"
 _Rows = list[tuple[tuple[int, ...], VarBind]]
+_OID = Tag.OBJECT_IDENTIFIER
 _NO_VALUE = Tag.NO_SUCH_OBJECT  # this tag and above: the agent has no value (v2 exceptions)
 MetricKind = Literal["gauge", "counter", "DisplayString", "PhysAddress48", "EnumAsInfo"]
 
@@ -172,6 +176,15 @@ class Table:
         self.by_oid = {vb[0]: vb for vb in varbinds if vb[1] < _NO_VALUE}
         self._keys: list[Oid] | None = None
         self._columns: dict[int, dict[tuple[tuple[int, ...], int], _Rows]] = {}
+        self.recording: Recording | None = None
+        """Set while a render is recorded: what `get` finds shaped the render."""
+
+    def get(self, oid: Oid) -> VarBind | None:
+        """The varbind of `oid`, for a value that shapes labels or a series but its own."""
+        vb = self.by_oid.get(oid)
+        if vb is not None and self.recording is not None:
+            self.recording.read(vb)
+        return vb
 
     def rows(self, column: Oid, width: int) -> _Rows:
         """(index, varbind) of each row of a table column, in OID order; indexes `width` long.
@@ -233,6 +246,7 @@ def render(
     lines: dict[str, list[str]] | PageWriter | None = None,
     keep: Collection[str] = (),
     kept: list[Sample] | None = None,
+    record: Recording | None = None,
 ) -> list[Sample]:
     """Turn fetched varbinds into samples named and labelled as snmp_exporter does.
 
@@ -241,11 +255,31 @@ def render(
     write is returned; a written one named in `keep` is also added to `kept` as a `Sample`.
     A switch's 2,000 series then cost a formatted line each, not a `Sample` object that the
     exporter formats again. A `PageWriter` as `lines` takes each line as its label text and
-    value instead, for a page that is written only when it is scraped.
+    value instead, for a page that is written only when it is scraped; with it, `record`
+    notes where each value came from, for `replay.Replay` to do this again from new values.
     """
     if lines is not None and keep and kept is None:
         raise ValueError("render: samples to keep need a `kept` list")  # else written twice
     kept = [] if kept is None else kept
+    if record is not None and not isinstance(lines, PageWriter):
+        raise ValueError("render: only a PageWriter's render is recorded")
+    table.recording = record
+    try:
+        return _render(profile, table, now, base, lines, keep, kept, record)
+    finally:
+        table.recording = None
+
+
+def _render(
+    profile: Profile,
+    table: Table,
+    now: float,
+    base: Mapping[str, str],
+    lines: dict[str, list[str]] | PageWriter | None,
+    keep: Collection[str],
+    kept: list[Sample],
+    record: Recording | None,
+) -> list[Sample]:
     out: list[Sample] = []
     append = out.append
     base_labels = dict(base)
@@ -285,22 +319,48 @@ def render(
                     if pairs is not None:
                         pairs[0].append(row[2])
                         pairs[1].append(raw if unscaled else value)
+                        if record is not None:
+                            record.number(name, vb, scale, raw=unscaled)
                     else:
                         assert sink is not None
                         number_text = int_text(raw) if unscaled else value_text(value)
                         sink.append(f"{name}{row[2]}{number_text}\n")
                     if keeping:
                         kept.append(Sample(name, row[1], value, now))
+                        if record is not None:
+                            record.keep(kept[-1], vb, scale, 1.0)
                     continue
                 append(Sample(name, row[1], value, now))
+                if record is not None:
+                    record.replayable = False  # a sample the page cannot hold
                 continue
+            # a sensor's integer, scaled by its row's scale and precision, is a number to replay
+            sensor = (
+                metric.sensor_scale is not None
+                and metric.type in ("gauge", "counter")
+                and type(raw) is int
+                and vb.tag != _OID
+            )
+            if record is not None and not sensor:
+                record.read(vb)
             sample = _sample(metric, vb, index, table, row, now)
             if sample is None:
                 continue
             if lines is None or not write_line(sample, lines):
                 append(sample)
-            elif sample.name in keep:
+                if record is not None:
+                    record.replayable = False
+                continue
+            if record is not None:
+                factor = _sensor_factor(metric.sensor_scale, table, index) if sensor else 1.0
+                if sensor:
+                    record.number(sample.name, vb, scale, factor)
+                else:
+                    record.const(sample.name, sample.value)
+            if sample.name in keep:
                 kept.append(sample)
+                if record is not None:
+                    record.keep(sample, vb if sensor else None, scale, factor)
     return out
 
 
@@ -368,7 +428,7 @@ def _lookups(
 
 
 def _lookup(lookup: Lookup, table: Table, index: tuple[int, ...]) -> dict[str, str]:
-    vb = table.by_oid.get(Oid((*_parsed(lookup.oid), *index)))
+    vb = table.get(Oid((*_parsed(lookup.oid), *index)))
     if vb is None:
         return {}
     if lookup.type == "DisplayString":
@@ -412,8 +472,8 @@ def _sample(
 def _sensor_factor(scale: SensorScale | None, table: Table, index: tuple[int, ...]) -> float:
     if scale is None:
         return 1.0
-    exp = table.by_oid.get(Oid((*_parsed(scale.scale_oid), *index)))
-    prec = table.by_oid.get(Oid((*_parsed(scale.precision_oid), *index)))
+    exp = table.get(Oid((*_parsed(scale.scale_oid), *index)))
+    prec = table.get(Oid((*_parsed(scale.precision_oid), *index)))
     exponent = exp.value if exp is not None and isinstance(exp.value, int) else 9  # 9 = units
     precision = prec.value if prec is not None and isinstance(prec.value, int) else 0
     return float(1000.0 ** (exponent - 9) / 10.0**precision)

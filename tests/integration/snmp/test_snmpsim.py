@@ -270,16 +270,22 @@ def _families(page: str) -> dict[str, list[str]]:
 def test_compact_pages_write_the_same_families_as_pre_rendered_lines(
     snmpsim: Snmpsim, community: str
 ) -> None:
-    """What the poller process keeps between scrapes (`page.DevicePage`) writes the same page."""
-    rounds = [_fetch(snmpsim, community), _fetch(snmpsim, community)]
+    """What the poller process keeps between scrapes (`page.DevicePage`) writes the same page.
+
+    The first round is rendered in full and recorded, the later ones are replayed from it.
+    """
+    rounds = [_fetch(snmpsim, community) for _ in range(3)]
     target = _target(snmpsim, community)
     lines, compact = SnmpPoller([target]), SnmpPoller([target])
     wanted = {"ifOperStatus", "opswatch_if_in_bytes_per_second", "sysUpTime"}
     lines.pre_render(wanted)
     compact.pre_render(wanted, pages=True)
     expected = _families(_page(lines, target, rounds))
+    recorded = []
     for n, varbinds in enumerate(rounds):
         samples, texts, _ = compact._samples(target, 1e9 + 30 * n, 0.0, 79, varbinds, 0.01)
+        recorded.append(compact._replays[target.name])
+    assert recorded[2] is recorded[1] is recorded[0]  # the recorded devices are replayable
     assert texts == {}  # nothing left as lines: the page holds it all
     assert compact.pages is not None
     meta = {m.name: m for m in compact.describe()}

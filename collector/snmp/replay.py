@@ -1,0 +1,169 @@
+"""A device's render done again from its new values alone, when its poll looks like the last.
+
+From one poll to the next a switch answers the same OIDs with the same types; only counters and
+gauges move, while the texts that become labels (ifName, ifDescr, ifAlias, sysDescr) stay. Then
+`profiles.render` would look up the same rows, build the same labels and write the same series
+in the same order: ~45% of the poller's CPU a poll, to put ~2,000 new numbers in place. So the
+first render of a device is recorded (`Recording`): which varbind position each written number
+came from, and which varbinds shaped anything else (labels, text and enum series, sensor
+scales). The next poll replays it (`Replay.apply`) if it has the same OIDs and tags and those
+shaping varbinds are unchanged; anything else renders in full and is recorded again.
+
+Checks, in order: the varbind count, the varbinds' tags (exact, one byte each), the hash of the
+OID tuple, then the shaping values (exact). The OIDs are compared by hash so that a replay does
+not keep ~2,000 OID objects alive per device; a device that made its OIDs collide with its own
+last poll could only mislabel its own series, which a lying device can do anyway.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.model import Labels, Sample
+from collector.snmp.model import Value, VarBind
+from collector.snmp.page import DevicePage, packed
+
+if TYPE_CHECKING:
+    from collector.snmp.page import Numbers
+
+_CONST = -1
+"""Source position of a written value that no varbind gives as it is (a text series' 1.0)."""
+
+
+class Recording:
+    """What one full render of a device's poll does, noted by `profiles.render` as it goes."""
+
+    def __init__(self, varbinds: Sequence[VarBind]) -> None:
+        self._position = {id(vb): n for n, vb in enumerate(varbinds)}
+        self.sources: dict[str, list[tuple[int, float, float, bool]]] = {}
+        """Family -> (varbind position, scale, factor, the integer as it is) of each value
+        written; (_CONST, the value, 1.0, False) for a value written as it is."""
+        self.kept: list[tuple[str, Labels, int, float, float]] = []
+        """Samples kept for rules and indicators: (name, labels, position, scale, factor)."""
+        self.reads: set[int] = set()
+        """Positions of varbinds that shaped labels or series: a replay needs them unchanged."""
+        self.replayable = True
+
+    def number(
+        self, family: str, vb: VarBind, scale: float, factor: float = 1.0, raw: bool = False
+    ) -> None:
+        """`float(vb's integer) * scale * factor` was written as the next value of `family`;
+        with `raw`, the integer itself (scale and factor 1)."""
+        self.sources.setdefault(family, []).append((self._position[id(vb)], scale, factor, raw))
+
+    def const(self, family: str, value: float) -> None:
+        """`value` was written as the next value of `family` from varbinds noted as read."""
+        self.sources.setdefault(family, []).append((_CONST, value, 1.0, False))
+
+    def keep(self, sample: Sample, vb: VarBind | None, scale: float, factor: float) -> None:
+        """`sample` was kept: `float(vb's integer) * scale * factor`, or as it is (`vb` None)."""
+        if vb is None:
+            self.kept.append((sample.name, sample.labels, _CONST, sample.value, 1.0))
+        else:
+            position = self._position[id(vb)]
+            self.kept.append((sample.name, sample.labels, position, scale, factor))
+
+    def read(self, vb: VarBind) -> None:
+        """`vb`'s value shaped something other than one written number."""
+        self.reads.add(self._position[id(vb)])
+
+    def position(self, vb: VarBind | None) -> int:
+        """Where `vb` is among the poll's varbinds; -1 for None."""
+        return -1 if vb is None else self._position[id(vb)]
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """One device's recorded render, to apply to its next poll's varbinds."""
+
+    size: int
+    tags: bytes
+    oid_hash: int
+    base: Mapping[str, str]
+    fixed: array[int]
+    fixed_values: tuple[Value, ...]
+    labels: tuple[str, ...]
+    families: tuple[tuple[str, array[int], array[int], array[float] | None, Numbers | None], ...]
+    """(family, label index of each row, source positions, their scale times factor or None
+    for the integers as they are, constant values instead of sources)."""
+    kept: tuple[tuple[str, Labels, int, float, float], ...]
+    uptime: int
+    """Position of sysUpTime.0, -1 if the poll had none."""
+
+    @classmethod
+    def of(
+        cls,
+        recording: Recording,
+        varbinds: Sequence[VarBind],
+        base: Mapping[str, str],
+        page: DevicePage,
+        uptime: VarBind | None,
+    ) -> Replay | None:
+        """The replay of a render that wrote `page`; None if it cannot be replayed."""
+        if not recording.replayable or set(recording.sources) != set(page.columns):
+            return None
+        families: list[tuple[str, array[int], array[int], array[float] | None, Numbers | None]]
+        families = []
+        for name, sources in recording.sources.items():
+            rows, values = page.columns[name]
+            if len(rows) != len(sources):  # a series written twice was kept once
+                return None
+            positions = array("I", [max(p, 0) for p, _, _, _ in sources])
+            kinds = {(p == _CONST, raw) for p, _, _, raw in sources}
+            if kinds == {(False, True)}:  # integers as they are: most of a switch
+                families.append((name, rows, positions, None, None))
+            elif kinds == {(False, False)}:
+                # x * scale * factor, left to right as render does: the product differs
+                factors = [(scale, factor) for _, scale, factor, _ in sources]
+                if any(f != 1.0 for _, f in factors) and any(s != 1.0 for s, _ in factors):
+                    return None  # two roundings; no shipped profile scales a sensor
+                scales = array("d", [scale * factor for scale, factor in factors])
+                families.append((name, rows, positions, scales, None))
+            elif kinds == {(True, False)}:
+                families.append((name, rows, positions, None, values))
+            else:  # integers, computed numbers or constants mixed in one family
+                return None
+        fixed = sorted(recording.reads)
+        return cls(
+            size=len(varbinds),
+            tags=bytes([vb[1] for vb in varbinds]),
+            oid_hash=hash(tuple([vb[0] for vb in varbinds])),
+            base=dict(base),
+            fixed=array("I", fixed),
+            fixed_values=tuple([varbinds[p][2] for p in fixed]),
+            labels=page.labels,
+            families=tuple(families),
+            kept=tuple(recording.kept),
+            uptime=recording.position(uptime),
+        )
+
+    def apply(
+        self, varbinds: Sequence[VarBind], base: Mapping[str, str], now: float
+    ) -> tuple[DevicePage, list[Sample]] | None:
+        """The page and kept samples a full render of `varbinds` would give, or None."""
+        if len(varbinds) != self.size or base != self.base:
+            return None
+        if bytes([vb[1] for vb in varbinds]) != self.tags:
+            return None
+        if hash(tuple([vb[0] for vb in varbinds])) != self.oid_hash:
+            return None
+        values: list[Any] = [vb[2] for vb in varbinds]  # the integers of `positions`
+        if tuple([values[p] for p in self.fixed]) != self.fixed_values:
+            return None
+        columns: dict[str, tuple[array[int], Numbers]] = {}
+        for name, rows, positions, scales, constant in self.families:
+            if constant is not None:
+                columns[name] = (rows, constant)
+            elif scales is None:
+                columns[name] = (rows, packed([values[p] for p in positions]))
+            else:
+                numbers = [float(values[p]) * s for p, s in zip(positions, scales, strict=True)]
+                columns[name] = (rows, array("d", numbers))
+        kept = [
+            Sample(name, labels, scale if p == _CONST else float(values[p]) * scale * f, now)
+            for name, labels, p, scale, f in self.kept
+        ]
+        return DevicePage(self.labels, columns), kept
