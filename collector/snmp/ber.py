@@ -133,10 +133,12 @@ def _varbind_list(buf: bytes, i: int, end: int) -> tuple[VarBind, ...]:
     tag, i, stop = _header(buf, i, end)
     if tag != 0x30 or stop != end:
         raise SnmpDecodeError("varbind list is not the PDU's last SEQUENCE")
-    out = []
+    out: list[VarBind] = []
+    append, cached, tags, values = out.append, _OID_CACHE.get, _TAGS, _VALUE
     while i < stop:
-        # The hot loop. Short-form headers are read inline (long forms go to _header): that
-        # halved the cost per varbind, 1.7 -> 0.8 µs, against one function call per TLV.
+        # The hot loop. Short-form headers, the OID cache and the 32-bit unsigned values
+        # (counters, gauges, ticks) are read inline: a call per TLV, per OID and per value
+        # was most of the cost per varbind (1.7 -> 0.8 µs for the headers alone).
         if buf[i] != 0x30:
             raise SnmpDecodeError("varbind is not a SEQUENCE")
         if buf[i + 1] < 0x80:
@@ -149,15 +151,26 @@ def _varbind_list(buf: bytes, i: int, end: int) -> tuple[VarBind, ...]:
         if buf[s] != Tag.OBJECT_IDENTIFIER:
             raise SnmpDecodeError("varbind name is not an OID")
         _, s, e = _header(buf, s, i) if buf[s + 1] & 0x80 else (0, s + 2, s + 2 + buf[s + 1])
-        oid = _oid(buf, s, e)  # an overlong OID is caught below: then its value cannot end at i
+        # an overlong OID is caught below: then its value cannot end at i
+        chunk = buf[s:e]
+        oid = cached(chunk)
+        if oid is None:
+            oid = _oid(buf, s, e)
         tag = buf[e]
         _, s, e = _header(buf, e, i) if buf[e + 1] & 0x80 else (0, e + 2, e + 2 + buf[e + 1])
         if e != i:
             raise SnmpDecodeError("varbind value does not end its varbind")
-        decode = _VALUE.get(tag)
-        if decode is None:
-            raise SnmpDecodeError(f"unknown value tag 0x{tag:02x}")
-        out.append(_NEW(VarBind, (oid, _TAGS[tag], decode(buf, s, e))))
+        if 0x41 <= tag <= 0x43:  # Counter32, Gauge32, TimeTicks: _u32
+            number = int.from_bytes(buf[s:e], "big")
+            if s == e or number > _U32:
+                raise SnmpDecodeError("empty or out-of-range 32-bit unsigned value")
+            value: Value = number
+        else:
+            decode = values.get(tag)
+            if decode is None:
+                raise SnmpDecodeError(f"unknown value tag 0x{tag:02x}")
+            value = decode(buf, s, e)
+        append(_NEW(VarBind, (oid, tags[tag], value)))
     return tuple(out)
 
 

@@ -27,7 +27,18 @@ from collector.snmp.model import Value, VarBind
 from collector.snmp.page import DevicePage, packed
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from collector.snmp.page import Numbers
+
+    _Positions: TypeAlias = range | array[int]
+
+    _KeptRun: TypeAlias = tuple[
+        str, tuple[Labels, ...], _Positions, array[float] | None, array[float] | None,
+        tuple[float, ...],
+    ]  # fmt: skip
+    """Kept samples of one name in a row: (name, their labels, source positions, scales and
+    factors (None: all 1.0), and, for samples kept as they are, their values instead)."""
 
 _CONST = -1
 """Source position of a written value that no varbind gives as it is (a text series' 1.0)."""
@@ -83,13 +94,13 @@ class Replay:
     tags: bytes
     oid_hash: int
     base: Mapping[str, str]
-    fixed: array[int]
+    fixed: _Positions
     fixed_values: tuple[Value, ...]
     labels: tuple[str, ...]
-    families: tuple[tuple[str, array[int], array[int], array[float] | None, Numbers | None], ...]
+    families: tuple[tuple[str, array[int], _Positions, array[float] | None, Numbers | None], ...]
     """(family, label index of each row, source positions, their scale times factor or None
     for the integers as they are, constant values instead of sources)."""
-    kept: tuple[tuple[str, Labels, int, float, float], ...]
+    kept: tuple[_KeptRun, ...]
     uptime: int
     """Position of sysUpTime.0, -1 if the poll had none."""
 
@@ -105,25 +116,25 @@ class Replay:
         """The replay of a render that wrote `page`; None if it cannot be replayed."""
         if not recording.replayable or set(recording.sources) != set(page.columns):
             return None
-        families: list[tuple[str, array[int], array[int], array[float] | None, Numbers | None]]
+        families: list[tuple[str, array[int], _Positions, array[float] | None, Numbers | None]]
         families = []
         for name, sources in recording.sources.items():
             rows, values = page.columns[name]
             if len(rows) != len(sources):  # a series written twice was kept once
                 return None
-            positions = array("I", [max(p, 0) for p, _, _, _ in sources])
+            at = [p for p, _, _, _ in sources]
             kinds = {(p == _CONST, raw) for p, _, _, raw in sources}
             if kinds == {(False, True)}:  # integers as they are: most of a switch
-                families.append((name, rows, positions, None, None))
+                families.append((name, rows, _positions(at, len(varbinds)), None, None))
             elif kinds == {(False, False)}:
                 # x * scale * factor, left to right as render does: the product differs
                 factors = [(scale, factor) for _, scale, factor, _ in sources]
                 if any(f != 1.0 for _, f in factors) and any(s != 1.0 for s, _ in factors):
                     return None  # two roundings; no shipped profile scales a sensor
                 scales = array("d", [scale * factor for scale, factor in factors])
-                families.append((name, rows, positions, scales, None))
+                families.append((name, rows, _positions(at, len(varbinds)), scales, None))
             elif kinds == {(True, False)}:
-                families.append((name, rows, positions, None, values))
+                families.append((name, rows, _positions([], 0), None, values))
             else:  # integers, computed numbers or constants mixed in one family
                 return None
         fixed = sorted(recording.reads)
@@ -132,11 +143,11 @@ class Replay:
             tags=bytes([vb[1] for vb in varbinds]),
             oid_hash=hash(tuple([vb[0] for vb in varbinds])),
             base=dict(base),
-            fixed=array("I", fixed),
+            fixed=_positions(fixed, len(varbinds)),
             fixed_values=tuple([varbinds[p][2] for p in fixed]),
             labels=page.labels,
             families=tuple(families),
-            kept=tuple(recording.kept),
+            kept=_runs(recording.kept, len(varbinds)),
             uptime=recording.position(uptime),
         )
 
@@ -158,12 +169,73 @@ class Replay:
             if constant is not None:
                 columns[name] = (rows, constant)
             elif scales is None:
-                columns[name] = (rows, packed([values[p] for p in positions]))
+                if type(positions) is range:  # a column as walked: one slice
+                    numbers = values[positions.start : positions.stop]
+                else:
+                    numbers = [values[p] for p in positions]
+                columns[name] = (rows, packed(numbers))
             else:
-                numbers = [float(values[p]) * s for p, s in zip(positions, scales, strict=True)]
-                columns[name] = (rows, array("d", numbers))
-        kept = [
-            Sample(name, labels, scale if p == _CONST else float(values[p]) * scale * f, now)
-            for name, labels, p, scale, f in self.kept
-        ]
+                scaled = [float(values[p]) * s for p, s in zip(positions, scales, strict=True)]
+                columns[name] = (rows, array("d", scaled))
+        kept: list[Sample] = []
+        for name, labels, positions, scales, factors, as_is in self.kept:
+            if as_is:
+                kept.extend([Sample(name, lb, v, now) for lb, v in zip(labels, as_is, strict=True)])
+            elif scales is None or factors is None:
+                kept.extend(
+                    [
+                        Sample(name, lb, float(values[p]), now)
+                        for lb, p in zip(labels, positions, strict=True)
+                    ]
+                )
+            else:
+                kept.extend([
+                    Sample(name, lb, float(values[p]) * s * f, now)
+                    for lb, p, s, f in zip(labels, positions, scales, factors, strict=True)
+                ])  # fmt: skip
         return DevicePage(self.labels, columns), kept
+
+
+def _positions(positions: list[int], size: int) -> _Positions:
+    """Varbind positions: a `range` for a run of consecutive ones (a table column, as walked),
+    else two bytes each where a poll has fewer than 65,536 varbinds."""
+    if positions and positions == list(range(positions[0], positions[0] + len(positions))):
+        return range(positions[0], positions[0] + len(positions))
+    return array("H" if size < 0x10000 else "I", positions)
+
+
+def _runs(kept: list[tuple[str, Labels, int, float, float]], size: int) -> tuple[_KeptRun, ...]:
+    """Kept samples in runs of one name and kind, in order: a tuple a sample cost ~100 bytes."""
+    runs: list[_KeptRun] = []
+    shared: dict[tuple[Labels, ...], tuple[Labels, ...]] = {}
+    start = 0
+    while start < len(kept):
+        name, _, first, _, _ = kept[start]
+        stop = start
+        while (
+            stop < len(kept)
+            and kept[stop][0] == name
+            and (kept[stop][2] == _CONST) == (first == _CONST)
+        ):
+            stop += 1
+        run = kept[start:stop]
+        labels = tuple([labels for _, labels, _, _, _ in run])
+        labels = shared.setdefault(labels, labels)  # a table's columns list the same rows
+        if first == _CONST:
+            runs.append(
+                (name, labels, _positions([], 0), None, None, tuple([s for *_, s, _ in run]))
+            )
+        else:
+            scales = [s for *_, s, _ in run]
+            factors = [f for *_, f in run]
+            plain = all(s == 1.0 for s in scales) and all(f == 1.0 for f in factors)
+            runs.append((
+                name,
+                labels,
+                _positions([p for _, _, p, _, _ in run], size),
+                None if plain else array("d", scales),
+                None if plain else array("d", factors),
+                (),
+            ))  # fmt: skip
+        start = stop
+    return tuple(runs)
