@@ -38,6 +38,7 @@ _V1_PDUS = frozenset({PduType.GET, PduType.GET_NEXT, PduType.RESPONSE, PduType.S
 _V2_PDUS = frozenset(PduType) - {PduType.TRAP_V1}
 _TAGS = {int(t): t for t in Tag}
 _PDU_TYPES = {int(t): t for t in PduType}
+_VERSIONS = {int(v): v for v in Version}  # a dict lookup: Version(n) costs 0.3 µs
 _NEW = tuple.__new__  # builds a VarBind/Oid without NamedTuple's Python-level __new__
 _OID_CACHE: dict[bytes, Oid] = {}
 # Polls repeat the same instance OIDs (and switches of one model share them): a cache hit costs
@@ -75,7 +76,7 @@ def _message(buf: bytes) -> Message:
     if pdu_type not in (_V2_PDUS if version else _V1_PDUS | {PduType.TRAP_V1}):
         raise SnmpDecodeError(f"PDU tag 0x{pdu_tag:02x} not allowed in version {version}")
     pdu = _trap_v1(buf, s, e) if pdu_type is PduType.TRAP_V1 else _pdu(buf, s, e, pdu_tag)
-    return Message(Version(version), community, pdu)
+    return Message(_VERSIONS[version], community, pdu)
 
 
 def _header(buf: bytes, i: int, end: int) -> tuple[int, int, int]:

@@ -129,9 +129,10 @@ class CounterState:
             rows = self.rows.get(target)
             if rows is None:
                 rows = self.rows[target] = {}
-            row = rows.get(hash(sample.labels))
+            row_key = hash(sample.labels)
+            row = rows.get(row_key)
             if row is None:
-                row = rows[hash(sample.labels)] = array("d", _NO_READINGS)
+                row = rows[row_key] = array("d", _NO_READINGS)
             last = (row[2 * slot], row[2 * slot + 1])
             row[2 * slot], row[2 * slot + 1] = sample.value, sample.timestamp
         if not sample.timestamp > last[1]:  # also when there is none: NaN compares false

@@ -132,14 +132,16 @@ def take_page(page: list[VarBind], root: Oid, current: Oid, out: list[VarBind]) 
 
     Raises SnmpError when the agent goes backwards: a walk must always move forward.
     """
-    depth = len(root)
+    depth, end = len(root), Tag.END_OF_MIB_VIEW
+    append = out.append
     for vb in page:
-        if vb.tag is Tag.END_OF_MIB_VIEW or vb.oid[:depth] != root:
+        oid = vb[0]
+        if vb[1] is end or oid[:depth] != root:
             return True
-        if vb.oid <= current:
-            raise SnmpError(f"agent returned {vb.oid} after {current}: OIDs not increasing")
-        out.append(vb)
-        current = vb.oid
+        if oid <= current:
+            raise SnmpError(f"agent returned {oid} after {current}: OIDs not increasing")
+        append(vb)
+        current = oid
     return False
 
 

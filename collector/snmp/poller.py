@@ -362,6 +362,7 @@ class SnmpPoller:
             )
             page, kept = done
             out: list[Sample] = []
+            texts = replay.texts
         else:
             table = profiles.Table(varbinds)
             uptime = table.by_oid.get(SYS_UPTIME_0)
@@ -373,12 +374,13 @@ class SnmpPoller:
                 out.extend(profiles.render(profile, table, now, base, writer, keep, kept, record))
             page = writer.freeze()
             made = Replay.of(record, varbinds, base, page, uptime)
+            texts = {} if made is None else made.texts
             if made is None:
                 self._replays.pop(target.name, None)
             else:
                 self._replays[target.name] = made
         more = PageWriter()
-        rule_only = self._indicators(target, now, out, kept, wanted, more)
+        rule_only = self._indicators(target, now, out, kept, wanted, more, texts)
         self.pages[target.name] = more.freeze(onto=page)
         return out, rule_only
 
@@ -390,15 +392,27 @@ class SnmpPoller:
         kept: list[Sample],
         wanted: frozenset[str],
         lines: dict[str, list[str]] | PageWriter,
+        label_texts: dict[int, str] | None = None,
     ) -> list[Sample]:
-        """Write the interface indicators; the rule samples of `kept` and of them."""
+        """Write the interface indicators; the rule samples of `kept` and of them.
+
+        `label_texts` caches label texts by the identity of a label tuple: a row's indicators
+        share one, and a replay keeps its rows' tuples alive from poll to poll.
+        """
         indicators = counters.interface_indicators(self.state, target.name, out + kept, now)
         rule_only = [s for s in kept if s.name in wanted]
-        label_texts: dict[int, str] = {}  # a row's indicators share its label tuple
+        label_texts = {} if label_texts is None else label_texts
+        page = lines if isinstance(lines, PageWriter) else None
         for s in indicators:
-            if not profiles.write_line(s, lines, label_texts):
+            text = None if page is None else label_texts.get(id(s.labels))
+            if text is not None and page is not None:  # write_line's page case, inline
+                column = page.column(s.name)
+                column[0].append(text)
+                column[1].append(s.value)
+            elif not profiles.write_line(s, lines, label_texts):
                 out.append(s)
-            elif s.name in wanted:
+                continue
+            if s.name in wanted:
                 rule_only.append(s)
         return rule_only
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.model import Labels, Sample
@@ -103,6 +103,8 @@ class Replay:
     kept: tuple[_KeptRun, ...]
     uptime: int
     """Position of sysUpTime.0, -1 if the poll had none."""
+    texts: dict[int, str] = field(default_factory=dict)
+    """Label texts of the indicators, by the identity of the label tuples `kept` holds."""
 
     @classmethod
     def of(
@@ -141,7 +143,7 @@ class Replay:
         return cls(
             size=len(varbinds),
             tags=bytes([vb[1] for vb in varbinds]),
-            oid_hash=hash(tuple([vb[0] for vb in varbinds])),
+            oid_hash=hash(tuple([vb[0] for vb in varbinds])),  # as `apply` hashes zip's tuple
             base=dict(base),
             fixed=_positions(fixed, len(varbinds)),
             fixed_values=tuple([varbinds[p][2] for p in fixed]),
@@ -155,13 +157,11 @@ class Replay:
         self, varbinds: Sequence[VarBind], base: Mapping[str, str], now: float
     ) -> tuple[DevicePage, list[Sample]] | None:
         """The page and kept samples a full render of `varbinds` would give, or None."""
-        if len(varbinds) != self.size or base != self.base:
+        if len(varbinds) != self.size or base != self.base or not varbinds:
             return None
-        if bytes([vb[1] for vb in varbinds]) != self.tags:
+        oids, tags, values = zip(*varbinds, strict=True)  # one pass, in C
+        if bytes(tags) != self.tags or hash(oids) != self.oid_hash:
             return None
-        if hash(tuple([vb[0] for vb in varbinds])) != self.oid_hash:
-            return None
-        values: list[Any] = [vb[2] for vb in varbinds]  # the integers of `positions`
         if tuple([values[p] for p in self.fixed]) != self.fixed_values:
             return None
         columns: dict[str, tuple[array[int], Numbers]] = {}
@@ -169,6 +169,7 @@ class Replay:
             if constant is not None:
                 columns[name] = (rows, constant)
             elif scales is None:
+                numbers: Sequence[Any]
                 if type(positions) is range:  # a column as walked: one slice
                     numbers = values[positions.start : positions.stop]
                 else:
