@@ -24,7 +24,9 @@ from exporters.text import Unrenderable, family_header, go_float, int_text
 
 _CHUNK = 256 * 1024  # bytes a page piece is sent in
 _INF = math.inf
-_ROWS = "I"  # label text indexes: a device with more than 2^32 series is not a device
+_INTS = (("i", -(2**31), 2**31 - 1), ("I", 0, 2**32 - 1), ("q", -(2**63), 2**63 - 1),
+         ("Q", 0, 2**64 - 1))  # fmt: skip
+"""Array typecodes for integers, smallest first: most of a switch's values fit 32 bits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ class DevicePage:
         labels = self.labels
         pairs = zip(rows, values, strict=True)
         # int_text's and value_text's common cases inline: a call a line was a third of this
-        if values.typecode in "qQ":
+        if values.typecode in "iIqQ":
             return "".join([
                 f"{name}{labels[r]}{v}.0\n" if -1_000_000 < v < 1_000_000
                 else f"{name}{labels[r]}{int_text(int(v))}\n"
@@ -88,22 +90,30 @@ class PageWriter:
             if len(set(rows)) != len(rows):  # two profiles of one target wrote the same series
                 last = dict(zip(rows, numbers, strict=True))
                 rows, numbers = list(last), list(last.values())
-            if rows:
-                columns[name] = (array(_ROWS, rows), packed(numbers))
+            if rows:  # two bytes a label text index while a page has under 65,536 of them
+                columns[name] = (
+                    array("H" if len(index) <= 0x10000 else "I", rows),
+                    packed(numbers),
+                )
         return DevicePage(tuple(index), columns)
 
 
 def packed(numbers: Sequence[int | float]) -> Numbers:
-    """Integers as 64-bit integers where they fit (spelled exactly), anything else as doubles.
+    """Integers in the smallest integer array they fit (32 or 64 bits, spelled exactly),
+    anything else as doubles.
 
     Doubles lose nothing on the page: an integer is written as the float64 nearest to it
     (`int_text` is `go_float(float(n))`), which is what a double holds.
     """
-    for code in ("q", "Q"):
-        try:
-            return array(code, numbers)
-        except (OverflowError, TypeError):
-            continue
+    if not numbers:
+        return array("q")
+    low, high = min(numbers), max(numbers)  # in C; for floats the array below refuses them
+    for code, least, most in _INTS:
+        if least <= low and high <= most:
+            try:
+                return array(code, numbers)
+            except TypeError:  # a float among them
+                break
     return array("d", numbers)
 
 

@@ -328,7 +328,7 @@ def _render(
                     if keeping:
                         kept.append(Sample(name, row[1], value, now))
                         if record is not None:
-                            record.keep(kept[-1], vb, scale, 1.0)
+                            record.keep(kept[-1], vb, scale, 1.0, row[2])
                     continue
                 append(Sample(name, row[1], value, now))
                 if record is not None:

@@ -10,9 +10,10 @@ scales). The next poll replays it (`Replay.apply`) if it has the same OIDs and t
 shaping varbinds are unchanged; anything else renders in full and is recorded again.
 
 Checks, in order: the varbind count, the varbinds' tags (exact, one byte each), the hash of the
-OID tuple, then the shaping values (exact). The OIDs are compared by hash so that a replay does
-not keep ~2,000 OID objects alive per device; a device that made its OIDs collide with its own
-last poll could only mislabel its own series, which a lying device can do anyway.
+OID tuple, then the hash of the shaping values. Hashes, so that a replay keeps neither ~2,000
+OID objects nor the device's label texts alive a second time. A change goes unseen only if
+its hash collides, about 2^-64 by chance; a device that made its answers collide on purpose
+could only mislabel its own series, which a lying device can do anyway.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.model import Labels, Sample
-from collector.snmp.model import Value, VarBind
+from collector.snmp.model import VarBind
 from collector.snmp.page import DevicePage, packed
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class Recording:
         written; (_CONST, the value, 1.0, False) for a value written as it is."""
         self.kept: list[tuple[str, Labels, int, float, float]] = []
         """Samples kept for rules and indicators: (name, labels, position, scale, factor)."""
+        self.texts: dict[int, str] = {}
+        """Label text of each kept label tuple, by its identity: the page's own strings."""
         self.reads: set[int] = set()
         """Positions of varbinds that shaped labels or series: a replay needs them unchanged."""
         self.replayable = True
@@ -69,8 +72,18 @@ class Recording:
         """`value` was written as the next value of `family` from varbinds noted as read."""
         self.sources.setdefault(family, []).append((_CONST, value, 1.0, False))
 
-    def keep(self, sample: Sample, vb: VarBind | None, scale: float, factor: float) -> None:
-        """`sample` was kept: `float(vb's integer) * scale * factor`, or as it is (`vb` None)."""
+    def keep(
+        self,
+        sample: Sample,
+        vb: VarBind | None,
+        scale: float,
+        factor: float,
+        text: str | None = None,
+    ) -> None:
+        """`sample` was kept: `float(vb's integer) * scale * factor`, or as it is (`vb` None);
+        `text` is its labels' text on the page, if known."""
+        if text is not None:
+            self.texts[id(sample.labels)] = text
         if vb is None:
             self.kept.append((sample.name, sample.labels, _CONST, sample.value, 1.0))
         else:
@@ -95,7 +108,8 @@ class Replay:
     oid_hash: int
     base: Mapping[str, str]
     fixed: _Positions
-    fixed_values: tuple[Value, ...]
+    fixed_hash: int
+    """Hash of the values at `fixed`: the label texts they hold stay with the page only."""
     labels: tuple[str, ...]
     families: tuple[tuple[str, array[int], _Positions, array[float] | None, Numbers | None], ...]
     """(family, label index of each row, source positions, their scale times factor or None
@@ -146,11 +160,12 @@ class Replay:
             oid_hash=hash(tuple([vb[0] for vb in varbinds])),  # as `apply` hashes zip's tuple
             base=dict(base),
             fixed=_positions(fixed, len(varbinds)),
-            fixed_values=tuple([varbinds[p][2] for p in fixed]),
+            fixed_hash=hash(tuple([varbinds[p][2] for p in fixed])),
             labels=page.labels,
             families=tuple(families),
             kept=_runs(recording.kept, len(varbinds)),
             uptime=recording.position(uptime),
+            texts=recording.texts,
         )
 
     def apply(
@@ -162,7 +177,7 @@ class Replay:
         oids, tags, values = zip(*varbinds, strict=True)  # one pass, in C
         if bytes(tags) != self.tags or hash(oids) != self.oid_hash:
             return None
-        if tuple([values[p] for p in self.fixed]) != self.fixed_values:
+        if hash(tuple([values[p] for p in self.fixed])) != self.fixed_hash:
             return None
         columns: dict[str, tuple[array[int], Numbers]] = {}
         for name, rows, positions, scales, constant in self.families:

@@ -37,7 +37,8 @@ def test_edge_values_are_spelled_as_the_lines_spell_them() -> None:
     # integers past 64 bits, or mixed with floats, are kept as doubles: the same text
     assert lines_of([2**64, 7]) == expected([float(2**64), 7.0])
     assert lines_of([3, 0.25]) == expected([3.0, 0.25])
-    assert packed([1, 2]).typecode == "q" and packed([2**64 - 1]).typecode == "Q"
+    assert packed([1, 2]).typecode == "i" and packed([2**32 - 1]).typecode == "I"
+    assert packed([-1, 2**32]).typecode == "q" and packed([2**64 - 1]).typecode == "Q"
 
 
 @given(st.lists(st.integers(min_value=-(2**63), max_value=2**64 - 1), min_size=1, max_size=40))
