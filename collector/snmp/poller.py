@@ -360,9 +360,8 @@ class SnmpPoller:
             self._observe_uptime(
                 target.name, varbinds[replay.uptime] if replay.uptime >= 0 else None, now
             )
-            page, kept = done
+            page, kept, texts = done
             out: list[Sample] = []
-            texts = replay.texts
         else:
             table = profiles.Table(varbinds)
             uptime = table.by_oid.get(SYS_UPTIME_0)
@@ -374,7 +373,7 @@ class SnmpPoller:
                 out.extend(profiles.render(profile, table, now, base, writer, keep, kept, record))
             page = writer.freeze()
             made = Replay.of(record, varbinds, base, page, uptime)
-            texts = {} if made is None else made.texts
+            texts = record.texts
             if made is None:
                 self._replays.pop(target.name, None)
             else:

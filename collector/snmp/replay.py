@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.model import Labels, Sample
@@ -35,11 +35,12 @@ if TYPE_CHECKING:
     _Positions: TypeAlias = range | array[int]
 
     _KeptRun: TypeAlias = tuple[
-        str, tuple[Labels, ...], _Positions, array[float] | None, array[float] | None,
+        str, _Positions, _Positions, array[float] | None, array[float] | None,
         tuple[float, ...],
     ]  # fmt: skip
-    """Kept samples of one name in a row: (name, their labels, source positions, scales and
-    factors (None: all 1.0), and, for samples kept as they are, their values instead)."""
+    """Kept samples of one name in a row: (name, index of each one's labels in `Replay.rows`,
+    source positions, scales and factors (None: all 1.0), and, for samples kept as they are,
+    their values instead)."""
 
 _CONST = -1
 """Source position of a written value that no varbind gives as it is (a text series' 1.0)."""
@@ -115,10 +116,13 @@ class Replay:
     """(family, label index of each row, source positions, their scale times factor or None
     for the integers as they are, constant values instead of sources)."""
     kept: tuple[_KeptRun, ...]
+    rows: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+    """The label sets of the kept samples as (names, values), one per row: rebuilt each poll,
+    as a `Labels` tuple of pairs costs ~4x the strings it holds."""
+    row_texts: tuple[str | None, ...]
+    """Each row's label text on the page (None: not known), for the indicators of the row."""
     uptime: int
     """Position of sysUpTime.0, -1 if the poll had none."""
-    texts: dict[int, str] = field(default_factory=dict)
-    """Label texts of the indicators, by the identity of the label tuples `kept` holds."""
 
     @classmethod
     def of(
@@ -154,6 +158,14 @@ class Replay:
             else:  # integers, computed numbers or constants mixed in one family
                 return None
         fixed = sorted(recording.reads)
+        label_rows: dict[Labels, int] = {}
+        for _, labels, _, _, _ in recording.kept:
+            label_rows.setdefault(labels, len(label_rows))
+        names: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple for the rows of a table
+        split = []
+        for labels in label_rows:
+            keys = tuple([k for k, _ in labels])
+            split.append((names.setdefault(keys, keys), tuple([v for _, v in labels])))
         return cls(
             size=len(varbinds),
             tags=bytes([vb[1] for vb in varbinds]),
@@ -163,15 +175,17 @@ class Replay:
             fixed_hash=hash(tuple([varbinds[p][2] for p in fixed])),
             labels=page.labels,
             families=tuple(families),
-            kept=_runs(recording.kept, len(varbinds)),
+            kept=_runs(recording.kept, label_rows, len(varbinds)),
+            rows=tuple(split),
+            row_texts=tuple([recording.texts.get(id(labels)) for labels in label_rows]),
             uptime=recording.position(uptime),
-            texts=recording.texts,
         )
 
     def apply(
         self, varbinds: Sequence[VarBind], base: Mapping[str, str], now: float
-    ) -> tuple[DevicePage, list[Sample]] | None:
-        """The page and kept samples a full render of `varbinds` would give, or None."""
+    ) -> tuple[DevicePage, list[Sample], dict[int, str]] | None:
+        """The page and kept samples a full render of `varbinds` would give, or None; and
+        the label texts of the kept samples' labels, by the identity of their tuples."""
         if len(varbinds) != self.size or base != self.base or not varbinds:
             return None
         oids, tags, values = zip(*varbinds, strict=True)  # one pass, in C
@@ -193,23 +207,23 @@ class Replay:
             else:
                 scaled = [float(values[p]) * s for p, s in zip(positions, scales, strict=True)]
                 columns[name] = (rows, array("d", scaled))
+        made = [tuple(zip(names, row, strict=True)) for names, row in self.rows]
+        texts = {id(lb): t for lb, t in zip(made, self.row_texts, strict=True) if t is not None}
         kept: list[Sample] = []
-        for name, labels, positions, scales, factors, as_is in self.kept:
+        for name, at, positions, scales, factors, as_is in self.kept:
             if as_is:
-                kept.extend([Sample(name, lb, v, now) for lb, v in zip(labels, as_is, strict=True)])
+                kept.extend([Sample(name, made[r], v, now) for r, v in zip(at, as_is, strict=True)])
             elif scales is None or factors is None:
-                kept.extend(
-                    [
-                        Sample(name, lb, float(values[p]), now)
-                        for lb, p in zip(labels, positions, strict=True)
-                    ]
-                )
+                kept.extend([
+                    Sample(name, made[r], float(values[p]), now)
+                    for r, p in zip(at, positions, strict=True)
+                ])  # fmt: skip
             else:
                 kept.extend([
-                    Sample(name, lb, float(values[p]) * s * f, now)
-                    for lb, p, s, f in zip(labels, positions, scales, factors, strict=True)
+                    Sample(name, made[r], float(values[p]) * s * f, now)
+                    for r, p, s, f in zip(at, positions, scales, factors, strict=True)
                 ])  # fmt: skip
-        return DevicePage(self.labels, columns), kept
+        return DevicePage(self.labels, columns), kept, texts
 
 
 def _positions(positions: list[int], size: int) -> _Positions:
@@ -220,10 +234,11 @@ def _positions(positions: list[int], size: int) -> _Positions:
     return array("H" if size < 0x10000 else "I", positions)
 
 
-def _runs(kept: list[tuple[str, Labels, int, float, float]], size: int) -> tuple[_KeptRun, ...]:
+def _runs(
+    kept: list[tuple[str, Labels, int, float, float]], rows: Mapping[Labels, int], size: int
+) -> tuple[_KeptRun, ...]:
     """Kept samples in runs of one name and kind, in order: a tuple a sample cost ~100 bytes."""
     runs: list[_KeptRun] = []
-    shared: dict[tuple[Labels, ...], tuple[Labels, ...]] = {}
     start = 0
     while start < len(kept):
         name, _, first, _, _ = kept[start]
@@ -235,8 +250,7 @@ def _runs(kept: list[tuple[str, Labels, int, float, float]], size: int) -> tuple
         ):
             stop += 1
         run = kept[start:stop]
-        labels = tuple([labels for _, labels, _, _, _ in run])
-        labels = shared.setdefault(labels, labels)  # a table's columns list the same rows
+        labels = _positions([rows[labels] for _, labels, _, _, _ in run], len(rows))
         if first == _CONST:
             runs.append(
                 (name, labels, _positions([], 0), None, None, tuple([s for *_, s, _ in run]))
