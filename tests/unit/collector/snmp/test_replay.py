@@ -131,7 +131,7 @@ def test_polls_that_only_move_numbers_are_replayed_as_rendered(
 
 
 CHANGES = st.sampled_from(
-    ["alias", "name", "tag", "type", "drop", "prefix", "oper", "oid", "descr", "same"]
+    ["alias", "name", "tag", "type", "drop", "prefix", "oper", "oid", "descr", "dup", "same"]
 )
 
 
@@ -162,6 +162,8 @@ def changed(varbinds: list[VarBind], change: str) -> list[VarBind]:
     elif change == "oid":  # the same count and tags, another row
         n = at["1.3.6.1.2.1.31.1.1.1.15.130"]
         out[n] = out[n]._replace(oid=Oid.parse("1.3.6.1.2.1.31.1.1.1.15.131"))
+    elif change == "dup":  # a GET answered an OID a walk also gives: positions out of order
+        out.insert(1, VarBind(Oid.parse("1.3.6.1.2.1.2.2.1.5.2"), Tag.GAUGE32, 7))
     return out
 
 
