@@ -172,7 +172,7 @@ class Replay:
             oid_hash=hash(tuple([vb[0] for vb in varbinds])),  # as `apply` hashes zip's tuple
             base=dict(base),
             fixed=_positions(fixed, len(varbinds)),
-            fixed_hash=hash(tuple([varbinds[p][2] for p in fixed])),
+            fixed_hash=_fixed_hash([varbinds[p][2] for p in fixed]),
             labels=page.labels,
             families=tuple(families),
             kept=_runs(recording.kept, label_rows, len(varbinds)),
@@ -191,7 +191,7 @@ class Replay:
         oids, tags, values = zip(*varbinds, strict=True)  # one pass, in C
         if bytes(tags) != self.tags or hash(oids) != self.oid_hash:
             return None
-        if hash(tuple([values[p] for p in self.fixed])) != self.fixed_hash:
+        if _fixed_hash([values[p] for p in self.fixed]) != self.fixed_hash:
             return None
         columns: dict[str, tuple[array[int], Numbers]] = {}
         for name, rows, positions, scales, constant in self.families:
@@ -224,6 +224,16 @@ class Replay:
                     for r, p, s, f in zip(at, positions, scales, factors, strict=True)
                 ])  # fmt: skip
         return DevicePage(self.labels, columns), kept, texts
+
+
+def _fixed_hash(values: list[Any]) -> int:
+    """A hash of the shaping values in which no two small integers collide.
+
+    CPython hashes -1 as -2 (-1 is its C error value), so a tuple's hash cannot tell a sensor
+    precision or an enum of -1 from -2; negative integers are shifted down by one first, which
+    is one-to-one and never gives -1. Texts and OIDs hash as they are.
+    """
+    return hash(tuple([v - 1 if type(v) is int and v < 0 else v for v in values]))
 
 
 def _positions(positions: list[int], size: int) -> _Positions:

@@ -131,7 +131,10 @@ def test_polls_that_only_move_numbers_are_replayed_as_rendered(
 
 
 CHANGES = st.sampled_from(
-    ["alias", "name", "tag", "type", "drop", "prefix", "oper", "oid", "descr", "dup", "same"]
+    [
+        *("alias", "name", "tag", "type", "drop", "prefix", "oper", "oid", "descr", "dup"),
+        *("precision-1", "precision-2", "iftype-1", "iftype-2", "same"),
+    ]
 )
 
 
@@ -157,6 +160,10 @@ def changed(varbinds: list[VarBind], change: str) -> list[VarBind]:
         del out[at["1.3.6.1.2.1.31.1.1.1.6.130"]]
     elif change == "prefix":  # the sensor's SI prefix: milli
         set_value("1.3.6.1.2.1.99.1.1.1.2.1001", Tag.INTEGER, 8)
+    elif change.startswith("precision"):  # CPython's hash(-1) == hash(-2)
+        set_value("1.3.6.1.2.1.99.1.1.1.3.1001", Tag.INTEGER, int(change[9:]))
+    elif change.startswith("iftype"):
+        set_value("1.3.6.1.2.1.2.2.1.3.1", Tag.INTEGER, int(change[6:]))
     elif change == "oper":
         set_value("1.3.6.1.2.1.2.2.1.8.1", Tag.INTEGER, 2)
     elif change == "oid":  # the same count and tags, another row
@@ -177,6 +184,16 @@ def test_any_other_change_renders_in_full_and_writes_the_same(
         now = 1e9 + 30 * n
         varbinds = changed(device({"uptime": 1000 + 3000 * n, **values}), change)
         assert poll(replayed, varbinds, now) == full_render(full, varbinds, now)
+
+
+def test_integers_that_python_hashes_alike_are_told_apart() -> None:
+    # hash(-1) == hash(-2): a sensor precision of -1 then -2 must scale by 100, not 10
+    for first, then in (("precision-1", "precision-2"), ("iftype-1", "iftype-2")):
+        replayed, full = pollers()
+        for n, change in enumerate((first, then)):
+            varbinds, now = changed(device({"uptime": 1000 + 3000 * n}), change), 1e9 + 30 * n
+            assert poll(replayed, varbinds, now) == full_render(full, varbinds, now)
+        assert TARGET.name in replayed._replays  # recorded again from the second poll
 
 
 def test_a_changed_label_records_the_render_again() -> None:
