@@ -173,6 +173,8 @@ class SnmpPoller:
         With `pages`, each target's lines are kept compact in `pages` instead of `texts`, from
         the moment its poll ends, to be written when scraped (`page.render`).
         """
+        if self._keep != frozenset(keep):
+            self._replays.clear()  # a replay's kept samples are those of the set it was made for
         self._keep = frozenset(keep)
         if pages and self.pages is None:
             self.pages = {}

@@ -196,6 +196,18 @@ def test_integers_that_python_hashes_alike_are_told_apart() -> None:
         assert TARGET.name in replayed._replays  # recorded again from the second poll
 
 
+def test_another_set_of_rule_series_drops_the_recordings() -> None:
+    replayed, _ = pollers()
+    poll(replayed, device({}), 1e9)
+    assert TARGET.name in replayed._replays
+    replayed.pre_render(WANTED, pages=True)  # the same set: kept
+    assert TARGET.name in replayed._replays
+    replayed.pre_render(WANTED | {"cpuTenths"}, pages=True)
+    assert replayed._replays == {}
+    _, _, rule = poll(replayed, device({}), 1e9 + 30)
+    assert "cpuTenths" in {key[0] for key in rule}  # type: ignore[attr-defined]
+
+
 def test_a_changed_label_records_the_render_again() -> None:
     replayed, _ = pollers()
     first = device({})
