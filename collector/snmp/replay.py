@@ -12,8 +12,11 @@ shaping varbinds are unchanged; anything else renders in full and is recorded ag
 Checks, in order: the varbind count, the varbinds' tags (exact, one byte each), the hash of the
 OID tuple, then the hash of the shaping values. Hashes, so that a replay keeps neither ~2,000
 OID objects nor the device's label texts alive a second time. A change goes unseen only if
-its hash collides, about 2^-64 by chance; a device that made its answers collide on purpose
-could only mislabel its own series, which a lying device can do anyway.
+its hash collides, about 2^-64 by chance for texts and OIDs. Integers hash as themselves
+modulo 2^61 - 1, so two shaping integers that far apart would collide; the ones that shape
+series (enums, sensor scale and precision) are 32-bit, and `_fixed_hash` takes CPython's
+-1/-2 collision out. A device that made its answers collide on purpose could only mislabel
+its own series, which a lying device can do anyway.
 """
 
 from __future__ import annotations
