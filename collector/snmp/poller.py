@@ -173,9 +173,10 @@ class SnmpPoller:
         With `pages`, each target's lines are kept compact in `pages` instead of `texts`, from
         the moment its poll ends, to be written when scraped (`page.render`).
         """
-        if self._keep != frozenset(keep):
+        keep = frozenset(keep)
+        if keep != self._keep:
             self._replays.clear()  # a replay's kept samples are those of the set it was made for
-        self._keep = frozenset(keep)
+        self._keep = keep
         if pages and self.pages is None:
             self.pages = {}
 

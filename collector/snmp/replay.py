@@ -12,11 +12,9 @@ shaping varbinds are unchanged; anything else renders in full and is recorded ag
 Checks, in order: the varbind count, the varbinds' tags (exact, one byte each), the hash of the
 OID tuple, then the hash of the shaping values. Hashes, so that a replay keeps neither ~2,000
 OID objects nor the device's label texts alive a second time. A change goes unseen only if
-its hash collides, about 2^-64 by chance for texts and OIDs. Integers hash as themselves
-modulo 2^61 - 1, so two shaping integers that far apart would collide; the ones that shape
-series (enums, sensor scale and precision) are 32-bit, and `_fixed_hash` takes CPython's
--1/-2 collision out. A device that made its answers collide on purpose could only mislabel
-its own series, which a lying device can do anyway.
+its hash collides, about 2^-64 by chance (`_fixed_hash` keeps integers that CPython hashes
+alike apart). A device that made its answers collide on purpose could only mislabel its own
+series, which a lying device can do anyway.
 """
 
 from __future__ import annotations
@@ -229,14 +227,20 @@ class Replay:
         return DevicePage(self.labels, columns), kept, texts
 
 
-def _fixed_hash(values: list[Any]) -> int:
-    """A hash of the shaping values in which no two small integers collide.
+_INT_HASHED_AS_ITSELF = 2**61 - 1
+"""CPython hashes an int in [0, 2^61 - 1) as itself; others modulo it, and -1 as -2."""
 
-    CPython hashes -1 as -2 (-1 is its C error value), so a tuple's hash cannot tell a sensor
-    precision or an enum of -1 from -2; negative integers are shifted down by one first, which
-    is one-to-one and never gives -1. Texts and OIDs hash as they are.
+
+def _fixed_hash(values: list[Any]) -> int:
+    """A hash of the shaping values in which no two integers collide by construction.
+
+    An int's own hash is not one-to-one (-1 and -2 alike, everything modulo 2^61 - 1), so a
+    sensor precision of -1 then -2 would look unchanged. Ints outside the range CPython
+    hashes as themselves are hashed as their decimal text instead; the tags, compared first,
+    keep a text and a number at one position apart.
     """
-    return hash(tuple([v - 1 if type(v) is int and v < 0 else v for v in values]))
+    cut = _INT_HASHED_AS_ITSELF
+    return hash(tuple([str(v) if type(v) is int and not 0 <= v < cut else v for v in values]))
 
 
 def _positions(positions: list[int], size: int) -> _Positions:

@@ -231,3 +231,16 @@ def test_a_family_written_twice_is_not_replayed() -> None:
     assert poller.pages is not None
     page: DevicePage = poller.pages[twice.name]
     assert page.text("ifMtu") == "" and page.text("ifOperStatus").count("\n") == len(PORTS)
+
+
+
+def test_shaping_integers_a_multiple_of_the_int_hash_modulus_apart_are_told_apart() -> None:
+    # an int hashes modulo 2^61 - 1: an ifType that far from the last is still a change
+    replayed, full = pollers()
+    recorded = device({"uptime": 1000})
+    poll(replayed, recorded, 1e9)
+    full_render(full, recorded, 1e9)
+    iftype = "1.3.6.1.2.1.2.2.1.3.1"
+    moved = [vb._replace(value=6 + 2**61 - 1) if str(vb.oid) == iftype else vb for vb in recorded]
+    assert poll(replayed, moved, 1e9 + 30) == full_render(full, moved, 1e9 + 30)
+    assert 'ifType="2305843009213693957"' in str(poll(replayed, moved, 1e9 + 60)[0])
